@@ -1,0 +1,77 @@
+"""Loading official EdgeTAM checkpoints strictly, with errors that list what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .checkpoint_layout import checkpoint_layout
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not match the official EdgeTAM layout."""
+
+
+def _describe(items: list[str], limit: int = 20) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def validate_state_dict(state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys."""
+    layout = {s.key: s for s in checkpoint_layout()}
+    missing = [k for k in layout if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in layout]
+    misshaped = [
+        f"{k} (expected {list(layout[k].shape)}, got {list(v.shape)})"
+        for k, v in state_dict.items()
+        if k in layout and tuple(v.shape) != layout[k].shape
+    ]
+    if missing or unexpected or misshaped:
+        lines = [f"checkpoint does not match the EdgeTAM layout ({len(layout)} keys expected):"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_describe(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_describe(unexpected)}")
+        if misshaped:
+            lines.append(f"  mis-shaped keys ({len(misshaped)}): {_describe(misshaped)}")
+        raise CheckpointError("\n".join(lines))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Read an official checkpoint (``{"model": state_dict}`` ``.pt``) or accept a state dict.
+
+    Files are read with ``torch.load(..., weights_only=True)``; the result is validated
+    against the official layout before any module sees it.
+    """
+    if isinstance(source, Mapping):
+        sd = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file not found: {path}")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - surface any unpickling failure with the path
+            raise CheckpointError(f"could not read checkpoint {path}: {e}") from e
+        if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+            sd = dict(obj["model"])
+        elif isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            sd = dict(obj)
+        else:
+            raise CheckpointError(f"{path}: expected {{'model': state_dict}} or a state dict")
+    validate_state_dict(sd)
+    return sd

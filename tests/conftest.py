@@ -1,0 +1,79 @@
+"""Shared fixtures: golden data, synthetic weights, frames, and the parity recorder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgetam_export.parity import ParityRecorder
+
+GOLDEN = Path(__file__).parent / "golden"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def golden_json() -> dict:
+    return json.loads((GOLDEN / "golden.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden():
+    """``golden("track_single")`` -> dict of arrays from tests/golden/track_single.npz."""
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def load(name: str) -> dict[str, np.ndarray]:
+        if name not in cache:
+            with np.load(GOLDEN / f"{name}.npz") as z:
+                cache[name] = {k: z[k] for k in z.files}
+        return cache[name]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def synthetic_sd():
+    from edgetam_export.models import synthetic_state_dict
+
+    return synthetic_state_dict(0)
+
+
+@pytest.fixture(scope="session")
+def frame_tensor():
+    """``frame_tensor(t)`` -> (1, 3, 1024, 1024) float32 preprocessed procedural frame t."""
+    from edgetam_export.testing import preprocess, procedural_frame
+
+    cache: dict[int, torch.Tensor] = {}
+
+    def get(t: int) -> torch.Tensor:
+        if t not in cache:
+            cache[t] = torch.from_numpy(preprocess(procedural_frame(t)))
+        return cache[t]
+
+    return get
+
+
+_RECORDER = ParityRecorder()
+
+
+@pytest.fixture(scope="session")
+def parity() -> ParityRecorder:
+    """Records every parity comparison; the table is printed at the end of the run."""
+    return _RECORDER
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _RECORDER.rows:
+        return
+    tr = terminalreporter
+    tr.section("parity measurements (rel = max-abs / max|ref|)")
+    tr.write_line(f"{'backend':<16}{'prec':<6}{'kind':<12}{'tensor':<44}{'max-abs':>10}{'rel':>10}{'cosine':>12}  ok")
+    for backend, precision, kind, c, ok in _RECORDER.rows:
+        tr.write_line(
+            f"{backend:<16}{precision:<6}{kind:<12}{c.name[:43]:<44}{c.max_abs:>10.3g}{c.rel_max_abs:>10.3g}"
+            f"{c.cosine:>12.9f}  {'yes' if ok else 'NO'}"
+        )
