@@ -95,4 +95,6 @@ class Comparison:
 
 def compare(name: str, ref, test) -> Comparison:
     """Compute every metric of ``test`` against ``ref``."""
-    return Comparison(name, max_abs(ref, test), mean_abs(ref, test), cosine(ref, test), psnr(ref, test), scale(ref))
+    return Comparison(
+        name, max_abs(ref, test), mean_abs(ref, test), cosine(ref, test), psnr(ref, test), scale(ref)
+    )

@@ -116,4 +116,6 @@ def tolerance(backend: str, precision: str, kind: str) -> Tolerance:
     try:
         return TOLERANCES[(backend, precision)][kind]
     except KeyError:
-        raise KeyError(f"no tolerance for backend={backend!r} precision={precision!r} kind={kind!r}") from None
+        raise KeyError(
+            f"no tolerance for backend={backend!r} precision={precision!r} kind={kind!r}"
+        ) from None

@@ -65,7 +65,7 @@ def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
             raise CheckpointError(f"checkpoint file not found: {path}")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - surface any unpickling failure with the path
+        except Exception as e:
             raise CheckpointError(f"could not read checkpoint {path}: {e}") from e
         if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
             sd = dict(obj["model"])

@@ -25,7 +25,12 @@ class TensorSpec:
     description: str = ""
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "description": self.description}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "description": self.description,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> TensorSpec:

@@ -13,7 +13,9 @@ class MLP(nn.Module):
     (..., in_dim) -> (..., out_dim); optional sigmoid on the output.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, sigmoid_output: bool = False):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, sigmoid_output: bool = False
+    ):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))

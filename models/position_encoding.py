@@ -11,7 +11,9 @@ import math
 import torch
 
 
-def sine_position_encoding(channels: int, height: int, width: int, temperature: float = 10000.0) -> torch.Tensor:
+def sine_position_encoding(
+    channels: int, height: int, width: int, temperature: float = 10000.0
+) -> torch.Tensor:
     """Normalised 2-D sine encoding (DETR/SAM 2 ``PositionEmbeddingSine``): (channels, height, width).
 
     The first channels/2 encode y, the rest x; within each half even channels are sin and odd

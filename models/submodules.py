@@ -37,7 +37,11 @@ def export_submodules(
             model.image_encoder, model.sam_mask_decoder.conv_s0, model.sam_mask_decoder.conv_s1, fuse=fuse
         ),
         "prompt_decoder": PromptDecoderExport(
-            model.sam_prompt_encoder, model.sam_mask_decoder, model.obj_ptr_proj, model.no_mem_embed, max_points
+            model.sam_prompt_encoder,
+            model.sam_mask_decoder,
+            model.obj_ptr_proj,
+            model.no_mem_embed,
+            max_points,
         ),
         "memory_encoder": MemoryEncoderExport(model.memory_encoder, model.spatial_perceiver),
         "memory_attention": MemoryAttentionExport(

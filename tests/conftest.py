@@ -71,7 +71,9 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("parity measurements (rel = max-abs / max|ref|)")
-    tr.write_line(f"{'backend':<16}{'prec':<6}{'kind':<12}{'tensor':<44}{'max-abs':>10}{'rel':>10}{'cosine':>12}  ok")
+    tr.write_line(
+        f"{'backend':<16}{'prec':<6}{'kind':<12}{'tensor':<44}{'max-abs':>10}{'rel':>10}{'cosine':>12}  ok"
+    )
     for backend, precision, kind, c, ok in _RECORDER.rows:
         tr.write_line(
             f"{backend:<16}{precision:<6}{kind:<12}{c.name[:43]:<44}{c.max_abs:>10.3g}{c.rel_max_abs:>10.3g}"

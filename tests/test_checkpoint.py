@@ -1,0 +1,40 @@
+"""Checkpoint loading is strict and its errors list what is wrong."""
+
+import pytest
+import torch
+from edgetam_export.models import CheckpointError, load_checkpoint, synthetic_state_dict
+
+
+def test_roundtrip_official_layout(tmp_path):
+    sd = synthetic_state_dict(0)
+    path = tmp_path / "edgetam.pt"
+    torch.save({"model": sd}, path)
+    loaded = load_checkpoint(path)
+    assert list(loaded) == list(sd)
+    assert all(torch.equal(loaded[k], sd[k]) for k in sd)
+
+
+def test_errors_list_missing_unexpected_and_misshaped():
+    sd = synthetic_state_dict(0)
+    del sd["no_obj_ptr"]
+    sd["extra.weight"] = torch.zeros(3)
+    sd["no_mem_embed"] = torch.zeros(1, 256)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(sd)
+    msg = str(e.value)
+    assert "missing keys (1): no_obj_ptr" in msg
+    assert "unexpected keys (1): extra.weight" in msg
+    assert "no_mem_embed (expected [1, 1, 256], got [1, 256])" in msg
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="could not read"):
+        load_checkpoint(bad)
+    odd = tmp_path / "odd.pt"
+    torch.save({"weights": [1, 2]}, odd)
+    with pytest.raises(CheckpointError, match="expected"):
+        load_checkpoint(odd)

@@ -1,0 +1,44 @@
+"""Procedural frames and preprocessing are bit-exact with the golden recipe."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from edgetam_export.testing import preprocess, procedural_frame, shape_masks, visible_masks
+
+
+@pytest.mark.parametrize("t", [0, 1, 5, 11])
+def test_frame_bytes(t, golden_json):
+    frame = procedural_frame(t)
+    assert frame.shape == (1024, 1024, 3) and frame.dtype == np.uint8
+    assert hashlib.sha256(frame.tobytes()).hexdigest() == golden_json["video"]["frame_uint8_sha256"][t]
+
+
+def test_preprocessed_frame0(golden_json):
+    x = preprocess(procedural_frame(0))
+    assert x.shape == (1, 3, 1024, 1024) and x.dtype == np.float32
+    assert hashlib.sha256(x.tobytes()).hexdigest() == golden_json["video"]["frame0_preprocessed_f32_sha256"]
+
+
+def test_frames_beyond_golden_are_valid_and_move():
+    a, b = procedural_frame(30), procedural_frame(31)
+    assert a.shape == (1024, 1024, 3) and not np.array_equal(a, b)
+    # the red disk centre at t=30 is (590, 530)
+    assert tuple(a[530, 590]) == (225, 60, 50)
+
+
+def test_masks():
+    m, v = shape_masks(0), visible_masks(0)
+    assert m["disk"][380, 260] and v["disk"][380, 260]
+    assert not (v["square"] & v["disk"]).any() and not (v["ellipse"] & v["disk"]).any()
+    assert v["square"].sum() <= m["square"].sum()
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="1024x1024"):
+        preprocess(np.zeros((480, 640, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess(np.zeros((1024, 1024, 3), np.float32))
+    with pytest.raises(ValueError, match=">= 0"):
+        shape_masks(-1)
