@@ -1,0 +1,661 @@
+"""The backend-agnostic EdgeTAM video tracker (spec §4), shaped like Hugging Face's EdgeTamVideo API.
+
+It runs four static graphs through a :class:`~edgetam_export.runtime.base.Runtime` and
+keeps the memory bank on the host as explicit tensors (see :mod:`.bank`). Semantics follow
+the official ``SAM2VideoPredictor`` as configured for EdgeTAM: prompted frames become
+conditioning frames (memory from the binarized, consolidated mask), refinement clicks on
+tracked frames use the previous logits as mask prompt, tracked frames use sigmoid
+memories, object-score gating, reverse propagation, several objects (image encoder once per
+frame) and streaming with a bounded bank.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..decisions import decide_outputs, use_multimask
+from ..runtime.base import Runtime
+from ..testing import IMAGE_SIZE, preprocess
+from ..video import read_video, to_model_frame
+from .bank import NUM_MASKMEM, MemoryEntry, assemble_bank
+from .postprocess import (
+    NO_OBJ_SCORE,
+    fill_holes,
+    mask_downsample,
+    mask_logits_low_res,
+    mask_to_model_input,
+    non_overlap,
+    resize_logits,
+)
+from .session import FrameOutput, InferenceSession, ObjectOutput, PendingInput, PointPrompt
+
+LOW_RES = 256
+MASK_PROMPT_CLAMP = 32.0
+STREAM_KEEP = 16  # tracked frames kept when streaming: pointers reach 15 frames back
+
+
+@dataclass
+class TrackerOutput:
+    """Result of one frame: pred_masks (N, 1, 256, 256) low-res logits, object_score_logits (N, 1).
+
+    Objects are in ``obj_ids`` order. Use :meth:`Tracker.post_process_masks` for video resolution.
+    """
+
+    frame_idx: int
+    obj_ids: list[int]
+    pred_masks: np.ndarray
+    object_score_logits: np.ndarray
+
+
+class Tracker:
+    """Tracks objects through a video with any runtime that executes the four EdgeTAM graphs.
+
+    Args:
+        runtime: executes ``image_encoder``, ``prompt_decoder``, ``memory_encoder``,
+            ``memory_attention`` by contract.
+        fill_hole_area: fill background holes up to this area (px at 256²) in stored/output
+            low-res masks; 8 as the official predictor, 0 reproduces the official CPU path.
+        non_overlap_masks: keep only the highest-scoring object per pixel in outputs.
+    """
+
+    def __init__(self, runtime: Runtime, fill_hole_area: int = 8, non_overlap_masks: bool = False):
+        self.runtime = runtime
+        self.fill_hole_area = int(fill_hole_area)
+        self.non_overlap_masks = non_overlap_masks
+        pd = runtime.contracts["prompt_decoder"]
+        ma = runtime.contracts["memory_attention"]
+        self.max_points = {s.name: s.shape for s in pd.inputs}["pt_xy"][1]
+        shapes = {s.name: s.shape for s in ma.inputs}
+        self.num_spatial_slots = shapes["mem_tpos"][1]
+        self.num_ptr_slots = shapes["ptr"][1]
+        self.max_cond_frames = self.num_spatial_slots - (NUM_MASKMEM - 1)
+        self.no_obj_ptr = np.asarray(runtime.constants["no_obj_ptr"], np.float32).reshape(256)
+        self.feature_cache_size = 2
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_reference(cls, model, max_points: int = 8, max_cond_frames: int = 2, **kwargs) -> Tracker:
+        """Tracker on the PyTorch reference (fused export wrappers run eagerly)."""
+        from ..runtime.torch_runtime import TorchRuntime
+
+        return cls(TorchRuntime(model, max_points=max_points, max_cond_frames=max_cond_frames), **kwargs)
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike, backend: str | None = None, **kwargs) -> Tracker:
+        """Tracker on an exported bundle; the runtime is chosen from its manifest (checksums verified)."""
+        from ..runtime.loader import runtime_from_bundle
+
+        return cls(runtime_from_bundle(path, backend=backend), **kwargs)
+
+    # ------------------------------------------------------------------ session API
+    def init_video_session(
+        self,
+        video: str | os.PathLike | Sequence[np.ndarray] | np.ndarray | None = None,
+        video_height: int | None = None,
+        video_width: int | None = None,
+    ) -> InferenceSession:
+        """Start a session on a list of (H, W, 3) uint8 RGB frames, a video file, or None (streaming)."""
+        if video is None:
+            return InferenceSession(frames=[], video_height=video_height, video_width=video_width, streaming=True)
+        if isinstance(video, (str, os.PathLike)):
+            frames, _ = read_video(Path(video))
+        else:
+            frames = [np.asarray(f) for f in video]
+        if not frames:
+            raise ValueError("the video has no frames")
+        h, w = frames[0].shape[:2]
+        for i, f in enumerate(frames):
+            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+                raise ValueError(f"frame {i}: expected (H, W, 3) uint8 RGB, got {f.dtype} {f.shape}")
+            if f.shape[:2] != (h, w):
+                raise ValueError(f"frame {i} is {f.shape[1]}x{f.shape[0]}, frame 0 is {w}x{h}")
+        return InferenceSession(frames=frames, video_height=h, video_width=w)
+
+    def add_inputs_to_inference_session(
+        self,
+        inference_session: InferenceSession,
+        frame_idx: int,
+        obj_ids: int | Sequence[int],
+        input_points=None,
+        input_labels=None,
+        input_boxes=None,
+        input_masks=None,
+        clear_old_inputs: bool = True,
+        original_size: tuple[int, int] | None = None,
+    ) -> None:
+        """Add prompts on ``frame_idx`` for one or several objects (run on the next call).
+
+        Formats (video pixel coordinates, like Hugging Face's processor):
+        ``input_points`` ``[[[[x, y], ...], ...]]`` (image, object, point, xy) or per object
+        ``[[[x, y], ...], ...]``; ``input_labels`` matching (1 positive, 0 negative);
+        ``input_boxes`` ``[[[x0, y0, x1, y1], ...]]`` or ``[[x0, y0, x1, y1], ...]``, one per object;
+        ``input_masks``: one (H, W) boolean mask per object (list or (N, H, W) array).
+        A box is the first two points (labels 2, 3) of its object; boxes and masks replace
+        the object's earlier inputs on that frame. ``original_size`` (H, W) gives the video
+        size when streaming before the first frame arrives.
+        """
+        s = inference_session
+        ids = [obj_ids] if isinstance(obj_ids, (int, np.integer)) else list(obj_ids)
+        if not ids or not all(isinstance(i, (int, np.integer)) for i in ids) or len(set(ids)) != len(ids):
+            raise ValueError(f"obj_ids must be an int or a list of distinct ints, got {obj_ids!r}")
+        ids = [int(i) for i in ids]
+        self._check_frame_for_input(s, frame_idx)
+        if original_size is not None:
+            s.video_height, s.video_width = int(original_size[0]), int(original_size[1])
+        if s.video_height is None or s.video_width is None:
+            raise ValueError("the video size is unknown: pass original_size=(H, W) when streaming")
+        if input_points is None and input_boxes is None and input_masks is None:
+            raise ValueError("give input_points (with input_labels), input_boxes or input_masks")
+        if (input_points is None) != (input_labels is None):
+            raise ValueError("input_points and input_labels must be given together")
+        if input_masks is not None and (input_points is not None or input_boxes is not None):
+            raise ValueError("a mask prompt cannot be combined with points or boxes in one call")
+        if s.tracking_has_started:
+            unknown = [i for i in ids if i not in s.obj_ids]
+            if unknown:
+                raise ValueError(
+                    f"cannot add new object ids {unknown} after tracking started (objects: {s.obj_ids}); "
+                    "call reset_inference_session() first"
+                )
+
+        pending: list[PendingInput] = []
+        if input_masks is not None:
+            masks = _per_object_masks(input_masks, len(ids))
+            for oid, m in zip(ids, masks, strict=True):
+                pending.append(PendingInput(frame_idx, oid, mask=mask_to_model_input(m, IMAGE_SIZE)))
+        else:
+            points = _per_object(input_points, len(ids), depth=3, what="input_points") if input_points is not None else None
+            labels = _per_object(input_labels, len(ids), depth=2, what="input_labels") if input_labels is not None else None
+            boxes = _per_object_boxes(input_boxes, len(ids)) if input_boxes is not None else None
+            scale = np.array([IMAGE_SIZE / s.video_width, IMAGE_SIZE / s.video_height], np.float32)
+            for k, oid in enumerate(ids):
+                pts = np.zeros((0, 2), np.float32)
+                lab = np.zeros((0,), np.int64)
+                if points is not None:
+                    pts = np.asarray(points[k], dtype=np.float32).reshape(-1, 2)
+                    lab = np.asarray(labels[k], dtype=np.int64).reshape(-1)
+                    if pts.shape[0] != lab.shape[0]:
+                        raise ValueError(f"object {oid}: {pts.shape[0]} points but {lab.shape[0]} labels")
+                    if not np.isin(lab, (0, 1)).all():
+                        raise ValueError(f"object {oid}: point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+                if boxes is not None and boxes[k] is not None:
+                    if not clear_old_inputs:
+                        raise ValueError("a box must replace earlier inputs: use clear_old_inputs=True")
+                    pts = np.concatenate([boxes[k].reshape(2, 2), pts])
+                    lab = np.concatenate([np.array([2, 3]), lab])
+                if not np.isfinite(pts).all():
+                    raise ValueError(f"object {oid}: point/box coordinates must be finite")
+                if pts.shape[0] == 0:
+                    raise ValueError(f"object {oid}: no points or box given")
+                prompt = PointPrompt(pts * scale, lab)
+                n = pts.shape[0] + self._points_already_on(s, frame_idx, oid, clear_old_inputs)
+                if n > self.max_points - 1:
+                    raise ValueError(
+                        f"object {oid}: {n} points/box corners on frame {frame_idx}, but the exported prompt "
+                        f"decoder holds {self.max_points - 1} (+1 padding slot); export with a larger --max-points"
+                    )
+                pending.append(PendingInput(frame_idx, oid, points=prompt, clear_old=clear_old_inputs))
+        for oid in ids:
+            s.add_object(oid)
+        s.pending.extend(pending)
+
+    def __call__(
+        self,
+        inference_session: InferenceSession,
+        frame_idx: int | None = None,
+        frame: np.ndarray | None = None,
+        reverse: bool = False,
+    ) -> TrackerOutput:
+        """Run one frame: the prompted frame ``frame_idx``, or the next streamed ``frame``."""
+        s = inference_session
+        if frame is not None:
+            return self._stream_frame(s, frame)
+        if frame_idx is None:
+            raise ValueError("give frame_idx (video sessions) or frame (streaming)")
+        self._check_frame_index(s, frame_idx, held=True)
+        if any(p.frame_idx == frame_idx for p in s.pending):
+            self._apply_pending(s, frame_idx)
+            if s.streaming:
+                self._preflight(s)
+                return self._output(s, frame_idx, None)
+            return self._output(s, frame_idx, self._consolidate(s, frame_idx, run_mem_encoder=False))
+        stored = s.outputs["cond"].get(frame_idx) or s.outputs["noncond"].get(frame_idx)
+        if stored is not None:
+            return self._output(s, frame_idx, stored)
+        self._apply_pending(s)
+        self._preflight(s)
+        if not s.outputs["cond"]:
+            raise ValueError("no prompts yet: add inputs with add_inputs_to_inference_session first")
+        fo = self._track_frame(s, frame_idx, reverse)
+        s.outputs["noncond"][frame_idx] = fo
+        s.frames_already_tracked[frame_idx] = reverse
+        return self._output(s, frame_idx, fo)
+
+    def propagate_in_video_iterator(
+        self,
+        inference_session: InferenceSession,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[TrackerOutput]:
+        """Track all objects through the video, yielding one :class:`TrackerOutput` per frame."""
+        s = inference_session
+        if s.streaming:
+            raise ValueError("propagate_in_video_iterator needs a whole video; stream frames with tracker(session, frame=...)")
+        self._apply_pending(s)
+        self._preflight(s)
+        if not s.outputs["cond"]:
+            raise ValueError("no prompts yet: add inputs with add_inputs_to_inference_session first")
+        n = s.num_frames
+        start = min(s.outputs["cond"]) if start_frame_idx is None else int(start_frame_idx)
+        self._check_frame_index(s, start)
+        count = n if max_frame_num_to_track is None else int(max_frame_num_to_track)
+        if count < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {count}")
+        if reverse:
+            end = max(start - count, 0)
+            order = range(start, end - 1, -1) if start > 0 else range(0)
+        else:
+            end = min(start + count, n - 1)
+            order = range(start, end + 1)
+        for t in order:
+            if t in s.consolidated["cond"]:
+                fo = s.outputs["cond"][t]
+            elif t in s.consolidated["noncond"]:
+                fo = s.outputs["noncond"][t]
+            else:
+                fo = self._track_frame(s, t, reverse)
+                s.outputs["noncond"][t] = fo
+            s.frames_already_tracked[t] = reverse
+            yield self._output(s, t, fo)
+
+    @staticmethod
+    def post_process_masks(
+        masks: Sequence[np.ndarray],
+        original_sizes: Sequence[Sequence[int]],
+        binarize: bool = True,
+        mask_threshold: float = 0.0,
+    ) -> list[np.ndarray]:
+        """Resize low-res logits (N, 1, 256, 256) to each (H, W) (bilinear); optionally ``> threshold``."""
+        if len(masks) != len(original_sizes):
+            raise ValueError(f"{len(masks)} mask batches but {len(original_sizes)} sizes")
+        out = []
+        for m, (h, w) in zip(masks, original_sizes, strict=True):
+            m = np.asarray(m, np.float32)
+            if m.ndim != 4:
+                raise ValueError(f"expected (N, 1, h, w) masks, got shape {m.shape}")
+            r = resize_logits(m, (int(h), int(w)))
+            out.append(r > mask_threshold if binarize else r)
+        return out
+
+    def remove_object(self, inference_session: InferenceSession, obj_id: int) -> list[int]:
+        """Remove an object and its inputs and results; returns the remaining object ids."""
+        s = inference_session
+        i = s.obj_idx(obj_id)
+        if len(s.obj_ids) == 1:
+            s.reset_inference_session()
+            return []
+        for t in sorted(set(s.point_inputs[i]) | set(s.mask_inputs[i])):
+            self.clear_all_prompts_in_frame(s, t, obj_id)
+        keep = [j for j in range(len(s.obj_ids)) if j != i]
+        s.obj_ids.pop(i)
+        for d in (s.point_inputs, s.mask_inputs, s.temp):
+            items = [d[j] for j in keep]
+            d.clear()
+            d.update(enumerate(items))
+        for key in ("cond", "noncond"):
+            for t, fo in list(s.outputs[key].items()):
+                s.outputs[key][t] = fo.take(keep)
+        s.pending = [p for p in s.pending if p.obj_id != obj_id]
+        return list(s.obj_ids)
+
+    def clear_all_prompts_in_frame(self, inference_session: InferenceSession, frame_idx: int, obj_id: int) -> None:
+        """Remove ``obj_id``'s inputs on ``frame_idx``; a frame left without inputs stops conditioning."""
+        s = inference_session
+        i = s.obj_idx(obj_id)
+        s.point_inputs[i].pop(frame_idx, None)
+        s.mask_inputs[i].pop(frame_idx, None)
+        s.temp[i]["cond"].pop(frame_idx, None)
+        s.temp[i]["noncond"].pop(frame_idx, None)
+        s.pending = [p for p in s.pending if not (p.frame_idx == frame_idx and p.obj_id == obj_id)]
+        has_input = any(frame_idx in s.point_inputs[j] or frame_idx in s.mask_inputs[j] for j in range(len(s.obj_ids)))
+        if not has_input:
+            s.consolidated["cond"].discard(frame_idx)
+            s.consolidated["noncond"].discard(frame_idx)
+            out = s.outputs["cond"].pop(frame_idx, None)
+            if out is not None:
+                s.outputs["noncond"][frame_idx] = out
+                s.frames_already_tracked.pop(frame_idx, None)
+            if not s.outputs["cond"]:
+                s.reset_tracking_results()
+
+    # ------------------------------------------------------------------ internals
+    def _run(self, s: InferenceSession, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = self.runtime.run(graph, feeds)
+        s.timings[graph].append(time.perf_counter() - t0)
+        return out
+
+    def _check_frame_index(self, s: InferenceSession, t: int, held: bool = False) -> None:
+        if not isinstance(t, (int, np.integer)) or not 0 <= t < s.num_frames:
+            raise IndexError(f"frame index {t} is out of range: the video has {s.num_frames} frames")
+        if held and s.streaming and (t >= len(s.frames) or s.frames[t] is None):
+            raise IndexError(f"frame {t} is no longer held by the streaming session (only the latest frame is)")
+
+    def _check_frame_for_input(self, s: InferenceSession, t: int) -> None:
+        if s.streaming:
+            if not isinstance(t, (int, np.integer)) or not 0 <= t <= s.num_streamed:
+                raise IndexError(f"frame index {t}: a stream at frame {s.num_streamed} takes inputs for frames <= {s.num_streamed}")
+            if t < s.num_streamed:
+                self._check_frame_index(s, t, held=True)
+        else:
+            self._check_frame_index(s, t)
+
+    def _points_already_on(self, s: InferenceSession, t: int, obj_id: int, clear_old: bool) -> int:
+        n = 0
+        if not clear_old and obj_id in s.obj_ids:
+            prev = s.point_inputs[s.obj_ids.index(obj_id)].get(t)
+            n = 0 if prev is None else len(prev.labels)
+        for p in s.pending:
+            if p.frame_idx == t and p.obj_id == obj_id:
+                if p.points is None or p.clear_old:
+                    n = 0
+                if p.points is not None:
+                    n += len(p.points.labels)
+        return n if not clear_old else 0
+
+    def _features(self, s: InferenceSession, t: int) -> dict[str, np.ndarray]:
+        cache = s.feature_cache
+        if t in cache:
+            cache.move_to_end(t)
+            return cache[t]
+        frame = s.frames[t] if s.frames is not None and t < len(s.frames) else None
+        if frame is None:
+            raise IndexError(f"frame {t} is not available")
+        image = preprocess(to_model_frame(frame))
+        feats = self._run(s, "image_encoder", {"image": image})
+        cache[t] = feats
+        while len(cache) > self.feature_cache_size:
+            cache.popitem(last=False)
+        return feats
+
+    def _pack_points(self, prompt: PointPrompt | None) -> dict[str, np.ndarray]:
+        """Fill the NP point slots: user points + the official padding point, or 2 not-a-point tokens."""
+        npts = self.max_points
+        xy = np.zeros((1, npts, 2), np.float32)
+        label = np.full((1, npts), -1.0, np.float32)
+        valid = np.zeros((1, npts), np.float32)
+        if prompt is None or len(prompt.labels) == 0:
+            valid[0, :2] = 1.0  # no prompt: one dummy point (0,0,-1) plus the padding point
+        else:
+            n = len(prompt.labels)
+            xy[0, :n] = prompt.points
+            label[0, :n] = prompt.labels
+            valid[0, : n + 1] = 1.0
+        return {"pt_xy": xy, "pt_label": label, "pt_valid": valid}
+
+    def _decode(self, s, feats, pix, use_no_mem: bool, prompt: PointPrompt | None, mask_in: np.ndarray | None):
+        feeds = {
+            "pix": pix,
+            "use_no_mem": np.full((1, 1), float(use_no_mem), np.float32),
+            "feat_s0": feats["feat_s0"],
+            "feat_s1": feats["feat_s1"],
+            **self._pack_points(prompt),
+            "mask_in": np.zeros((1, 1, LOW_RES, LOW_RES), np.float32) if mask_in is None else mask_in,
+            "has_mask": np.full((1, 1), 0.0 if mask_in is None else 1.0, np.float32),
+        }
+        return self._run(s, "prompt_decoder", feeds)
+
+    def _object_entries(self, s: InferenceSession, i: int) -> tuple[dict, dict]:
+        def entries(key: str) -> dict[int, MemoryEntry]:
+            return {
+                t: MemoryEntry(fo.maskmem[i], fo.obj_ptr[i]) for t, fo in s.outputs[key].items() if fo.maskmem is not None
+            }
+
+        return entries("cond"), entries("noncond")
+
+    def _memory_pix(self, s: InferenceSession, t: int, i: int, feats, reverse: bool) -> np.ndarray:
+        cond, noncond = self._object_entries(s, i)
+        if not cond:
+            raise RuntimeError("memory attention needs at least one conditioning frame")
+        bank = assemble_bank(
+            t,
+            cond,
+            noncond,
+            reverse=reverse,
+            num_frames=None if s.streaming else s.num_frames,
+            max_cond_frames=self.max_cond_frames,
+            num_spatial_slots=self.num_spatial_slots,
+            num_ptr_slots=self.num_ptr_slots,
+        )
+        return self._run(s, "memory_attention", bank.feeds(feats["vis"]))["pix"]
+
+    def _encode_memory(self, s: InferenceSession, feats, low_mask: np.ndarray, binarize: bool) -> np.ndarray:
+        out = self._run(
+            s,
+            "memory_encoder",
+            {"vis": feats["vis"], "mask_low": low_mask.reshape(1, 1, LOW_RES, LOW_RES), "binarize": np.full((1, 1), float(binarize), np.float32)},
+        )
+        return out["mem"][0]
+
+    def _previous_output(self, s: InferenceSession, i: int, t: int, key: str) -> ObjectOutput | None:
+        out = s.temp[i][key].get(t)
+        if out is not None:
+            return out
+        for k in ("cond", "noncond"):
+            fo = s.outputs[k].get(t)
+            if fo is not None:
+                return ObjectOutput(fo.pred_masks[i : i + 1], fo.obj_ptr[i : i + 1], fo.object_score_logits[i : i + 1])
+        return None
+
+    def _apply_pending(self, s: InferenceSession, frame_idx: int | None = None) -> None:
+        todo = [p for p in s.pending if frame_idx is None or p.frame_idx == frame_idx]
+        s.pending = [p for p in s.pending if p not in todo]
+        for p in todo:
+            if p.mask is not None:
+                self._apply_mask(s, p)
+            else:
+                self._apply_points(s, p)
+
+    def _apply_points(self, s: InferenceSession, p: PendingInput) -> None:
+        """Official ``add_new_points_or_box`` for one object."""
+        i, t = s.obj_idx(p.obj_id), p.frame_idx
+        old = s.point_inputs[i].get(t)
+        if p.clear_old or old is None:
+            prompt = p.points
+        else:
+            prompt = PointPrompt(np.concatenate([old.points, p.points.points]), np.concatenate([old.labels, p.points.labels]))
+        s.point_inputs[i][t] = prompt
+        s.mask_inputs[i].pop(t, None)
+        is_init = t not in s.frames_already_tracked
+        key = "cond" if is_init else "noncond"
+        prev = self._previous_output(s, i, t, key)
+        mask_in = None if prev is None else np.clip(prev.pred_masks, -MASK_PROMPT_CLAMP, MASK_PROMPT_CLAMP)
+        feats = self._features(s, t)
+        if is_init:
+            pix, use_no_mem = feats["vis"], True
+        else:
+            pix, use_no_mem = self._memory_pix(s, t, i, feats, s.frames_already_tracked[t]), False
+        dec = self._decode(s, feats, pix, use_no_mem, prompt, mask_in)
+        d = decide_outputs(dec, self.no_obj_ptr, multimask=use_multimask(len(prompt.labels)))
+        s.temp[i][key][t] = ObjectOutput(
+            fill_holes(d.low_res_mask[None], self.fill_hole_area), d.ptr[None], np.array([[d.obj_score]], np.float32)
+        )
+
+    def _apply_mask(self, s: InferenceSession, p: PendingInput) -> None:
+        """Official ``add_new_mask``: the mask is the output; the pointer comes from the decoder on raw vis."""
+        i, t = s.obj_idx(p.obj_id), p.frame_idx
+        s.mask_inputs[i][t] = p.mask
+        s.point_inputs[i].pop(t, None)
+        key = "cond" if t not in s.frames_already_tracked else "noncond"
+        feats = self._features(s, t)
+        _, low = mask_logits_low_res(p.mask)
+        c = self.runtime.constants
+        dense_in = mask_downsample(p.mask, c["mask_downsample_weight"], c["mask_downsample_bias"])
+        dec = self._decode(s, feats, feats["vis"], False, None, dense_in)
+        d = decide_outputs(dec, self.no_obj_ptr, multimask=False)
+        appear = bool((p.mask > 0).any())
+        ptr = d.ptr if appear else self.no_obj_ptr.copy()
+        score = 10.0 if appear else -10.0
+        s.temp[i][key][t] = ObjectOutput(
+            fill_holes(low.astype(np.float32), self.fill_hole_area), ptr[None], np.array([[score]], np.float32)
+        )
+
+    def _consolidate(self, s: InferenceSession, t: int, run_mem_encoder: bool, is_cond: bool | None = None) -> FrameOutput:
+        """Merge every object's latest output on frame ``t``; optionally (re)encode binarized memories."""
+        n = len(s.obj_ids)
+        if is_cond is None:
+            is_cond = any(t in s.temp[i]["cond"] for i in range(n))
+        key = "cond" if is_cond else "noncond"
+        masks = np.full((n, 1, LOW_RES, LOW_RES), NO_OBJ_SCORE, np.float32)
+        ptrs = np.full((n, 256), NO_OBJ_SCORE, np.float32)
+        scores = np.full((n, 1), 10.0, np.float32)
+        for i in range(n):
+            out = self._previous_output(s, i, t, key)
+            if out is None:
+                if run_mem_encoder:
+                    ptrs[i] = self.no_obj_ptr  # the official "empty mask" pointer is exactly no_obj_ptr
+                continue
+            masks[i] = out.pred_masks[0]
+            ptrs[i] = out.obj_ptr[0]
+            scores[i] = out.object_score_logits[0]
+        mem = None
+        if run_mem_encoder:
+            feats = self._features(s, t)
+            mem = np.stack([self._encode_memory(s, feats, masks[i], binarize=True) for i in range(n)])
+        return FrameOutput(masks, ptrs, scores, mem)
+
+    def _preflight(self, s: InferenceSession) -> None:
+        """Consolidate prompted frames into the bank (official ``propagate_in_video_preflight``)."""
+        s.tracking_has_started = True
+        for key in ("noncond", "cond"):
+            frames = sorted({t for i in s.temp for t in s.temp[i][key]})
+            s.consolidated[key].update(frames)
+            for t in frames:
+                s.outputs[key][t] = self._consolidate(s, t, run_mem_encoder=True, is_cond=key == "cond")
+            for i in s.temp:
+                s.temp[i][key].clear()
+        for t in s.outputs["cond"]:
+            s.outputs["noncond"].pop(t, None)
+        s.consolidated["noncond"] -= s.consolidated["cond"]
+
+    def _track_frame(self, s: InferenceSession, t: int, reverse: bool) -> FrameOutput:
+        """Track every object on an unprompted frame (spec §4.6)."""
+        feats = self._features(s, t)
+        n = len(s.obj_ids)
+        masks = np.empty((n, 1, LOW_RES, LOW_RES), np.float32)
+        ptrs = np.empty((n, 256), np.float32)
+        scores = np.empty((n, 1), np.float32)
+        mems = np.empty((n, 512, 64), np.float32)
+        for i in range(n):
+            pix = self._memory_pix(s, t, i, feats, reverse)
+            dec = self._decode(s, feats, pix, False, None, None)
+            d = decide_outputs(dec, self.no_obj_ptr, multimask=True)
+            mems[i] = self._encode_memory(s, feats, d.low_res_mask, binarize=False)
+            masks[i] = fill_holes(d.low_res_mask, self.fill_hole_area)
+            ptrs[i] = d.ptr
+            scores[i] = d.obj_score
+        return FrameOutput(masks, ptrs, scores, mems)
+
+    def _stream_frame(self, s: InferenceSession, frame: np.ndarray) -> TrackerOutput:
+        if not s.streaming:
+            raise ValueError("this session holds a whole video: call tracker(session, frame_idx=...) instead")
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
+        if s.video_height is None:
+            s.video_height, s.video_width = frame.shape[:2]
+        t = s.num_streamed
+        s.frames.append(frame)
+        s.num_streamed += 1
+        if any(p.frame_idx == t for p in s.pending):
+            self._apply_pending(s, t)
+            self._preflight(s)
+            fo = s.outputs["cond"].get(t) or s.outputs["noncond"][t]
+        elif s.outputs["cond"]:
+            fo = self._track_frame(s, t, reverse=False)
+            s.outputs["noncond"][t] = fo
+        else:
+            n = len(s.obj_ids)
+            fo = FrameOutput(
+                np.full((n, 1, LOW_RES, LOW_RES), NO_OBJ_SCORE, np.float32),
+                np.zeros((n, 256), np.float32),
+                np.full((n, 1), -10.0, np.float32),
+            )
+        s.frames_already_tracked[t] = False
+        self._prune_stream(s, t)
+        return self._output(s, t, fo)
+
+    def _prune_stream(self, s: InferenceSession, t: int) -> None:
+        """Keep the bank bounded: drop old images and tracked outputs no future frame can reach."""
+        if t >= 1:
+            s.frames[t - 1] = None
+        oldest = t - STREAM_KEEP
+        for f in [f for f in s.outputs["noncond"] if f < oldest]:
+            del s.outputs["noncond"][f]
+            s.consolidated["noncond"].discard(f)
+        for f in [f for f in s.frames_already_tracked if f < oldest and f not in s.outputs["cond"]]:
+            del s.frames_already_tracked[f]
+
+    def _output(self, s: InferenceSession, t: int, fo: FrameOutput | None) -> TrackerOutput:
+        if fo is None:
+            fo = s.outputs["cond"].get(t) or s.outputs["noncond"][t]
+        masks = non_overlap(fo.pred_masks) if self.non_overlap_masks else fo.pred_masks
+        return TrackerOutput(t, list(s.obj_ids), masks.copy(), fo.object_score_logits.copy())
+
+
+# ---------------------------------------------------------------------- input parsing
+def _depth(x) -> int:
+    d = 0
+    while isinstance(x, (list, tuple, np.ndarray)) and len(x) > 0:
+        x = x[0]
+        d += 1
+    return d
+
+
+def _per_object(value, n_obj: int, depth: int, what: str) -> list:
+    """Accept Hugging Face's image-batched nesting (depth+1) or per-object nesting (depth)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    d = _depth(value)
+    if d == depth + 1:
+        if len(value) != 1:
+            raise ValueError(f"{what}: only one image per call is supported, got {len(value)}")
+        value = value[0]
+    elif d != depth:
+        raise ValueError(f"{what}: expected {depth + 1} nested levels [image][object]..., got {d}")
+    if len(value) != n_obj:
+        raise ValueError(f"{what}: {len(value)} objects given for {n_obj} obj_ids")
+    return list(value)
+
+
+def _per_object_boxes(value, n_obj: int) -> list[np.ndarray]:
+    boxes = _per_object(value, n_obj, depth=2, what="input_boxes")
+    out = []
+    for b in boxes:
+        b = np.asarray(b, np.float32).reshape(-1)
+        if b.shape != (4,):
+            raise ValueError(f"input_boxes: each box is [x0, y0, x1, y1], got {b.tolist()}")
+        if b[2] < b[0] or b[3] < b[1]:
+            raise ValueError(f"input_boxes: box {b.tolist()} has x1 < x0 or y1 < y0")
+        out.append(b)
+    return out
+
+
+def _per_object_masks(value, n_obj: int) -> list[np.ndarray]:
+    arr = value if isinstance(value, (list, tuple)) else [value] if np.asarray(value).ndim == 2 else list(value)
+    if len(arr) != n_obj:
+        raise ValueError(f"input_masks: {len(arr)} masks given for {n_obj} obj_ids")
+    out = []
+    for m in arr:
+        m = np.asarray(m)
+        if m.ndim != 2:
+            raise ValueError(f"input_masks: each mask must be (H, W), got shape {m.shape}")
+        out.append(m > 0 if m.dtype != bool else m)
+    return out

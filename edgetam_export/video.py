@@ -1,0 +1,108 @@
+"""Video and image I/O (PyAV, Pillow) and resizing frames to the model's input size.
+
+Resampling policy (stated once, recorded in every bundle manifest): frames are resized to
+1024x1024 without keeping the aspect ratio using Pillow's bicubic filter with
+antialiasing, which is what the official JPEG-folder loader does (``Image.resize``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .testing import IMAGE_SIZE
+
+RESIZE_POLICY = "PIL bicubic (antialiased) to 1024x1024, aspect ratio not kept"
+
+
+class VideoError(ValueError):
+    """A video or image that cannot be read or written."""
+
+
+def to_model_frame(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (1024, 1024, 3) uint8 RGB (bicubic; identity at 1024x1024)."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise VideoError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
+    if frame.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as e:
+        raise VideoError(f"cannot read image {path}: {e}") from e
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[list[np.ndarray], float]:
+    """Decode a video file into a list of (H, W, 3) uint8 RGB frames and its frame rate."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"video not found: {path}")
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or 30)
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except av.error.FFmpegError as e:
+        raise VideoError(f"cannot decode video {path}: {e}") from e
+    if not frames:
+        raise VideoError(f"{path} contains no decodable frames")
+    return frames, fps
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+    """Encode (H, W, 3) uint8 RGB frames to an H.264 (yuv420p) mp4, written atomically."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".mp4", dir=path.parent, prefix=".tmp-")
+    os.close(fd)
+    try:
+        with av.open(tmp, mode="w") as container:
+            stream = None
+            for frame in frames:
+                h, w = frame.shape[:2]
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=round(fps) or 30)
+                    stream.width, stream.height = w - w % 2, h - h % 2
+                    stream.pix_fmt = "yuv420p"
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: stream.height, : stream.width]), "rgb24")
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+            if stream is not None:
+                for packet in stream.encode():
+                    container.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a uint8 image (H, W) or (H, W, 3) as PNG, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
