@@ -76,7 +76,9 @@ class BankTensors:
         }
 
 
-def select_closest_cond_frames(frame_idx: int, cond_frames: list[int], max_cond: int) -> tuple[list[int], list[int]]:
+def select_closest_cond_frames(
+    frame_idx: int, cond_frames: list[int], max_cond: int
+) -> tuple[list[int], list[int]]:
     """Split conditioning frames into (selected, unselected), at most ``max_cond`` selected."""
     if len(cond_frames) <= max_cond:
         return sorted(cond_frames), []
@@ -149,4 +151,6 @@ def assemble_bank(
     for j, (_, entry) in enumerate(ptrs):
         ptr[0, j] = entry.ptr
         ptr_valid[0, j] = 1.0
-    return BankTensors(mem, tpos, ptr, slot_valid, ptr_valid, [f for f, _, _ in spatial], [f for f, _ in ptrs])
+    return BankTensors(
+        mem, tpos, ptr, slot_valid, ptr_valid, [f for f, _, _ in spatial], [f for f, _ in ptrs]
+    )

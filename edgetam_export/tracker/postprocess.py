@@ -57,7 +57,9 @@ def mask_to_model_input(mask: np.ndarray, image_size: int = 1024) -> np.ndarray:
     """
     m = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
     if tuple(m.shape[-2:]) != (image_size, image_size):
-        m = F.interpolate(m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+        m = F.interpolate(
+            m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
+        )
         m = (m >= 0.5).float()
     return m.numpy()
 

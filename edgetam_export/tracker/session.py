@@ -19,13 +19,15 @@ class FrameOutput:
     """All objects' results on one frame.
 
     pred_masks (N, 1, 256, 256) low-res logits (hole-filled), obj_ptr (N, 256),
-    object_score_logits (N, 1), maskmem (N, 512, 64) memory tokens or None (not encoded yet).
+    object_score_logits (N, 1), maskmem (N, 512, 64) memory tokens or None (not encoded yet),
+    chosen (N,) multimask candidate picked by a tracking step (0..2), -1 for prompted frames.
     """
 
     pred_masks: np.ndarray
     obj_ptr: np.ndarray
     object_score_logits: np.ndarray
     maskmem: np.ndarray | None = None
+    chosen: np.ndarray | None = None
 
     def take(self, keep: list[int]) -> FrameOutput:
         """The same output restricted to object rows ``keep``."""
@@ -34,6 +36,7 @@ class FrameOutput:
             self.obj_ptr[keep],
             self.object_score_logits[keep],
             None if self.maskmem is None else self.maskmem[keep],
+            None if self.chosen is None else self.chosen[keep],
         )
 
 

@@ -37,7 +37,7 @@ from .session import FrameOutput, InferenceSession, ObjectOutput, PendingInput, 
 
 LOW_RES = 256
 MASK_PROMPT_CLAMP = 32.0
-STREAM_KEEP = 16  # tracked frames kept when streaming: pointers reach 15 frames back
+STREAM_KEEP = 15  # tracked frames kept behind the latest one: pointers reach 15 frames back
 
 
 @dataclass
@@ -102,7 +102,9 @@ class Tracker:
     ) -> InferenceSession:
         """Start a session on a list of (H, W, 3) uint8 RGB frames, a video file, or None (streaming)."""
         if video is None:
-            return InferenceSession(frames=[], video_height=video_height, video_width=video_width, streaming=True)
+            return InferenceSession(
+                frames=[], video_height=video_height, video_width=video_width, streaming=True
+            )
         if isinstance(video, (str, os.PathLike)):
             frames, _ = read_video(Path(video))
         else:
@@ -170,8 +172,16 @@ class Tracker:
             for oid, m in zip(ids, masks, strict=True):
                 pending.append(PendingInput(frame_idx, oid, mask=mask_to_model_input(m, IMAGE_SIZE)))
         else:
-            points = _per_object(input_points, len(ids), depth=3, what="input_points") if input_points is not None else None
-            labels = _per_object(input_labels, len(ids), depth=2, what="input_labels") if input_labels is not None else None
+            points = (
+                _per_object(input_points, len(ids), depth=3, what="input_points")
+                if input_points is not None
+                else None
+            )
+            labels = (
+                _per_object(input_labels, len(ids), depth=2, what="input_labels")
+                if input_labels is not None
+                else None
+            )
             boxes = _per_object_boxes(input_boxes, len(ids)) if input_boxes is not None else None
             scale = np.array([IMAGE_SIZE / s.video_width, IMAGE_SIZE / s.video_height], np.float32)
             for k, oid in enumerate(ids):
@@ -183,7 +193,9 @@ class Tracker:
                     if pts.shape[0] != lab.shape[0]:
                         raise ValueError(f"object {oid}: {pts.shape[0]} points but {lab.shape[0]} labels")
                     if not np.isin(lab, (0, 1)).all():
-                        raise ValueError(f"object {oid}: point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+                        raise ValueError(
+                            f"object {oid}: point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}"
+                        )
                 if boxes is not None and boxes[k] is not None:
                     if not clear_old_inputs:
                         raise ValueError("a box must replace earlier inputs: use clear_old_inputs=True")
@@ -247,7 +259,9 @@ class Tracker:
         """Track all objects through the video, yielding one :class:`TrackerOutput` per frame."""
         s = inference_session
         if s.streaming:
-            raise ValueError("propagate_in_video_iterator needs a whole video; stream frames with tracker(session, frame=...)")
+            raise ValueError(
+                "propagate_in_video_iterator needs a whole video; stream frames with tracker(session, frame=...)"
+            )
         self._apply_pending(s)
         self._preflight(s)
         if not s.outputs["cond"]:
@@ -315,7 +329,9 @@ class Tracker:
         s.pending = [p for p in s.pending if p.obj_id != obj_id]
         return list(s.obj_ids)
 
-    def clear_all_prompts_in_frame(self, inference_session: InferenceSession, frame_idx: int, obj_id: int) -> None:
+    def clear_all_prompts_in_frame(
+        self, inference_session: InferenceSession, frame_idx: int, obj_id: int
+    ) -> None:
         """Remove ``obj_id``'s inputs on ``frame_idx``; a frame left without inputs stops conditioning."""
         s = inference_session
         i = s.obj_idx(obj_id)
@@ -324,7 +340,9 @@ class Tracker:
         s.temp[i]["cond"].pop(frame_idx, None)
         s.temp[i]["noncond"].pop(frame_idx, None)
         s.pending = [p for p in s.pending if not (p.frame_idx == frame_idx and p.obj_id == obj_id)]
-        has_input = any(frame_idx in s.point_inputs[j] or frame_idx in s.mask_inputs[j] for j in range(len(s.obj_ids)))
+        has_input = any(
+            frame_idx in s.point_inputs[j] or frame_idx in s.mask_inputs[j] for j in range(len(s.obj_ids))
+        )
         if not has_input:
             s.consolidated["cond"].discard(frame_idx)
             s.consolidated["noncond"].discard(frame_idx)
@@ -346,12 +364,16 @@ class Tracker:
         if not isinstance(t, (int, np.integer)) or not 0 <= t < s.num_frames:
             raise IndexError(f"frame index {t} is out of range: the video has {s.num_frames} frames")
         if held and s.streaming and (t >= len(s.frames) or s.frames[t] is None):
-            raise IndexError(f"frame {t} is no longer held by the streaming session (only the latest frame is)")
+            raise IndexError(
+                f"frame {t} is no longer held by the streaming session (only the latest frame is)"
+            )
 
     def _check_frame_for_input(self, s: InferenceSession, t: int) -> None:
         if s.streaming:
             if not isinstance(t, (int, np.integer)) or not 0 <= t <= s.num_streamed:
-                raise IndexError(f"frame index {t}: a stream at frame {s.num_streamed} takes inputs for frames <= {s.num_streamed}")
+                raise IndexError(
+                    f"frame index {t}: a stream at frame {s.num_streamed} takes inputs for frames <= {s.num_streamed}"
+                )
             if t < s.num_streamed:
                 self._check_frame_index(s, t, held=True)
         else:
@@ -385,28 +407,15 @@ class Tracker:
             cache.popitem(last=False)
         return feats
 
-    def _pack_points(self, prompt: PointPrompt | None) -> dict[str, np.ndarray]:
-        """Fill the NP point slots: user points + the official padding point, or 2 not-a-point tokens."""
-        npts = self.max_points
-        xy = np.zeros((1, npts, 2), np.float32)
-        label = np.full((1, npts), -1.0, np.float32)
-        valid = np.zeros((1, npts), np.float32)
-        if prompt is None or len(prompt.labels) == 0:
-            valid[0, :2] = 1.0  # no prompt: one dummy point (0,0,-1) plus the padding point
-        else:
-            n = len(prompt.labels)
-            xy[0, :n] = prompt.points
-            label[0, :n] = prompt.labels
-            valid[0, : n + 1] = 1.0
-        return {"pt_xy": xy, "pt_label": label, "pt_valid": valid}
-
-    def _decode(self, s, feats, pix, use_no_mem: bool, prompt: PointPrompt | None, mask_in: np.ndarray | None):
+    def _decode(
+        self, s, feats, pix, use_no_mem: bool, prompt: PointPrompt | None, mask_in: np.ndarray | None
+    ):
         feeds = {
             "pix": pix,
             "use_no_mem": np.full((1, 1), float(use_no_mem), np.float32),
             "feat_s0": feats["feat_s0"],
             "feat_s1": feats["feat_s1"],
-            **self._pack_points(prompt),
+            **pack_points(prompt, self.max_points),
             "mask_in": np.zeros((1, 1, LOW_RES, LOW_RES), np.float32) if mask_in is None else mask_in,
             "has_mask": np.full((1, 1), 0.0 if mask_in is None else 1.0, np.float32),
         }
@@ -415,7 +424,9 @@ class Tracker:
     def _object_entries(self, s: InferenceSession, i: int) -> tuple[dict, dict]:
         def entries(key: str) -> dict[int, MemoryEntry]:
             return {
-                t: MemoryEntry(fo.maskmem[i], fo.obj_ptr[i]) for t, fo in s.outputs[key].items() if fo.maskmem is not None
+                t: MemoryEntry(fo.maskmem[i], fo.obj_ptr[i])
+                for t, fo in s.outputs[key].items()
+                if fo.maskmem is not None
             }
 
         return entries("cond"), entries("noncond")
@@ -440,7 +451,11 @@ class Tracker:
         out = self._run(
             s,
             "memory_encoder",
-            {"vis": feats["vis"], "mask_low": low_mask.reshape(1, 1, LOW_RES, LOW_RES), "binarize": np.full((1, 1), float(binarize), np.float32)},
+            {
+                "vis": feats["vis"],
+                "mask_low": low_mask.reshape(1, 1, LOW_RES, LOW_RES),
+                "binarize": np.full((1, 1), float(binarize), np.float32),
+            },
         )
         return out["mem"][0]
 
@@ -451,7 +466,9 @@ class Tracker:
         for k in ("cond", "noncond"):
             fo = s.outputs[k].get(t)
             if fo is not None:
-                return ObjectOutput(fo.pred_masks[i : i + 1], fo.obj_ptr[i : i + 1], fo.object_score_logits[i : i + 1])
+                return ObjectOutput(
+                    fo.pred_masks[i : i + 1], fo.obj_ptr[i : i + 1], fo.object_score_logits[i : i + 1]
+                )
         return None
 
     def _apply_pending(self, s: InferenceSession, frame_idx: int | None = None) -> None:
@@ -470,7 +487,9 @@ class Tracker:
         if p.clear_old or old is None:
             prompt = p.points
         else:
-            prompt = PointPrompt(np.concatenate([old.points, p.points.points]), np.concatenate([old.labels, p.points.labels]))
+            prompt = PointPrompt(
+                np.concatenate([old.points, p.points.points]), np.concatenate([old.labels, p.points.labels])
+            )
         s.point_inputs[i][t] = prompt
         s.mask_inputs[i].pop(t, None)
         is_init = t not in s.frames_already_tracked
@@ -485,7 +504,9 @@ class Tracker:
         dec = self._decode(s, feats, pix, use_no_mem, prompt, mask_in)
         d = decide_outputs(dec, self.no_obj_ptr, multimask=use_multimask(len(prompt.labels)))
         s.temp[i][key][t] = ObjectOutput(
-            fill_holes(d.low_res_mask[None], self.fill_hole_area), d.ptr[None], np.array([[d.obj_score]], np.float32)
+            fill_holes(d.low_res_mask[None], self.fill_hole_area),
+            d.ptr[None],
+            np.array([[d.obj_score]], np.float32),
         )
 
     def _apply_mask(self, s: InferenceSession, p: PendingInput) -> None:
@@ -504,10 +525,14 @@ class Tracker:
         ptr = d.ptr if appear else self.no_obj_ptr.copy()
         score = 10.0 if appear else -10.0
         s.temp[i][key][t] = ObjectOutput(
-            fill_holes(low.astype(np.float32), self.fill_hole_area), ptr[None], np.array([[score]], np.float32)
+            fill_holes(low.astype(np.float32), self.fill_hole_area),
+            ptr[None],
+            np.array([[score]], np.float32),
         )
 
-    def _consolidate(self, s: InferenceSession, t: int, run_mem_encoder: bool, is_cond: bool | None = None) -> FrameOutput:
+    def _consolidate(
+        self, s: InferenceSession, t: int, run_mem_encoder: bool, is_cond: bool | None = None
+    ) -> FrameOutput:
         """Merge every object's latest output on frame ``t``; optionally (re)encode binarized memories."""
         n = len(s.obj_ids)
         if is_cond is None:
@@ -529,11 +554,10 @@ class Tracker:
         if run_mem_encoder:
             feats = self._features(s, t)
             mem = np.stack([self._encode_memory(s, feats, masks[i], binarize=True) for i in range(n)])
-        return FrameOutput(masks, ptrs, scores, mem)
+        return FrameOutput(masks, ptrs, scores, mem, np.full(n, -1, np.int64))
 
     def _preflight(self, s: InferenceSession) -> None:
         """Consolidate prompted frames into the bank (official ``propagate_in_video_preflight``)."""
-        s.tracking_has_started = True
         for key in ("noncond", "cond"):
             frames = sorted({t for i in s.temp for t in s.temp[i][key]})
             s.consolidated[key].update(frames)
@@ -544,6 +568,9 @@ class Tracker:
         for t in s.outputs["cond"]:
             s.outputs["noncond"].pop(t, None)
         s.consolidated["noncond"] -= s.consolidated["cond"]
+        # Tracking starts with the first conditioning frame; a failed call without prompts
+        # leaves the session open for new objects.
+        s.tracking_has_started = bool(s.outputs["cond"])
 
     def _track_frame(self, s: InferenceSession, t: int, reverse: bool) -> FrameOutput:
         """Track every object on an unprompted frame (spec §4.6)."""
@@ -553,6 +580,7 @@ class Tracker:
         ptrs = np.empty((n, 256), np.float32)
         scores = np.empty((n, 1), np.float32)
         mems = np.empty((n, 512, 64), np.float32)
+        chosen = np.empty(n, np.int64)
         for i in range(n):
             pix = self._memory_pix(s, t, i, feats, reverse)
             dec = self._decode(s, feats, pix, False, None, None)
@@ -561,7 +589,8 @@ class Tracker:
             masks[i] = fill_holes(d.low_res_mask, self.fill_hole_area)
             ptrs[i] = d.ptr
             scores[i] = d.obj_score
-        return FrameOutput(masks, ptrs, scores, mems)
+            chosen[i] = d.candidate_index
+        return FrameOutput(masks, ptrs, scores, mems, chosen)
 
     def _stream_frame(self, s: InferenceSession, frame: np.ndarray) -> TrackerOutput:
         if not s.streaming:
@@ -610,6 +639,30 @@ class Tracker:
         return TrackerOutput(t, list(s.obj_ids), masks.copy(), fo.object_score_logits.copy())
 
 
+def pack_points(prompt: PointPrompt | None, max_points: int) -> dict[str, np.ndarray]:
+    """Fill the decoder's point slots: pt_xy (1,NP,2), pt_label (1,NP), pt_valid (1,NP).
+
+    User points come first, then the padding point (0, 0, -1) the official model always
+    appends; with no prompt, one dummy point (0, 0, -1) plus the padding point (2 tokens).
+    Remaining slots are invalid (masked in the graph).
+    """
+    xy = np.zeros((1, max_points, 2), np.float32)
+    label = np.full((1, max_points), -1.0, np.float32)
+    valid = np.zeros((1, max_points), np.float32)
+    if prompt is None or len(prompt.labels) == 0:
+        valid[0, :2] = 1.0
+    else:
+        n = len(prompt.labels)
+        if n + 1 > max_points:
+            raise ValueError(
+                f"{n} points/box corners do not fit {max_points} slots (one is the padding point)"
+            )
+        xy[0, :n] = prompt.points
+        label[0, :n] = prompt.labels
+        valid[0, : n + 1] = 1.0
+    return {"pt_xy": xy, "pt_label": label, "pt_valid": valid}
+
+
 # ---------------------------------------------------------------------- input parsing
 def _depth(x) -> int:
     d = 0
@@ -649,7 +702,9 @@ def _per_object_boxes(value, n_obj: int) -> list[np.ndarray]:
 
 
 def _per_object_masks(value, n_obj: int) -> list[np.ndarray]:
-    arr = value if isinstance(value, (list, tuple)) else [value] if np.asarray(value).ndim == 2 else list(value)
+    arr = (
+        value if isinstance(value, (list, tuple)) else [value] if np.asarray(value).ndim == 2 else list(value)
+    )
     if len(arr) != n_obj:
         raise ValueError(f"input_masks: {len(arr)} masks given for {n_obj} obj_ids")
     out = []

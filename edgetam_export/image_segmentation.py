@@ -1,0 +1,79 @@
+"""Single-image segmentation (SAM-style) with any runtime: all candidates and their scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decisions import Decision, decide_outputs, use_multimask
+from .runtime.base import Runtime
+from .testing import IMAGE_SIZE, preprocess
+from .tracker.postprocess import fill_holes, resize_logits
+from .tracker.session import PointPrompt
+from .tracker.tracker import pack_points
+from .video import to_model_frame
+
+
+@dataclass
+class ImageSegmentation:
+    """Result on one image.
+
+    candidates (4, H, W) logits at image resolution (decoder masks 0..3), candidate_ious (4,),
+    mask (H, W) logits of the selected mask (after the object gate), decision: the selection.
+    """
+
+    candidates: np.ndarray
+    candidate_ious: np.ndarray
+    mask: np.ndarray
+    decision: Decision
+
+
+def segment_image(
+    runtime: Runtime,
+    image: np.ndarray,
+    points: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    box: np.ndarray | None = None,
+    fill_hole_area: int = 0,
+) -> ImageSegmentation:
+    """Segment one object in an (H, W, 3) uint8 RGB image from points (n,2)+labels (n,) and/or a box (4,).
+
+    Coordinates are image pixels (x, y). Multimask output is used for at most one point, as
+    in the official model; a box counts as two points.
+    """
+    h, w = image.shape[:2]
+    pts = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32).reshape(-1, 2)
+    lab = np.zeros((0,), np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
+    if len(pts) != len(lab):
+        raise ValueError(f"{len(pts)} points but {len(lab)} labels")
+    if box is not None:
+        pts = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), pts])
+        lab = np.concatenate([[2, 3], lab])
+    if len(lab) == 0:
+        raise ValueError("give at least one point or a box")
+    scale = np.array([IMAGE_SIZE / w, IMAGE_SIZE / h], np.float32)
+    prompt = PointPrompt(pts * scale, lab)
+    max_points = {s.name: s.shape for s in runtime.contracts["prompt_decoder"].inputs}["pt_xy"][1]
+    feats = runtime.run("image_encoder", {"image": preprocess(to_model_frame(image))})
+    out = runtime.run(
+        "prompt_decoder",
+        {
+            "pix": feats["vis"],
+            "use_no_mem": np.ones((1, 1), np.float32),
+            "feat_s0": feats["feat_s0"],
+            "feat_s1": feats["feat_s1"],
+            **pack_points(prompt, max_points),
+            "mask_in": np.zeros((1, 1, 256, 256), np.float32),
+            "has_mask": np.zeros((1, 1), np.float32),
+        },
+    )
+    no_obj_ptr = np.asarray(runtime.constants["no_obj_ptr"], np.float32)
+    d = decide_outputs(out, no_obj_ptr, multimask=use_multimask(len(lab)))
+    low = fill_holes(d.low_res_mask[None], fill_hole_area)
+    return ImageSegmentation(
+        candidates=resize_logits(out["masks"], (h, w))[0],
+        candidate_ious=out["iou"][0],
+        mask=resize_logits(low, (h, w))[0, 0],
+        decision=d,
+    )
