@@ -85,7 +85,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                     stream = container.add_stream("libx264", rate=round(fps) or 30)
                     stream.width, stream.height = w - w % 2, h - h % 2
                     stream.pix_fmt = "yuv420p"
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: stream.height, : stream.width]), "rgb24")
+                vf = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(frame[: stream.height, : stream.width]), "rgb24"
+                )
                 for packet in stream.encode(vf):
                     container.mux(packet)
             if stream is not None:
