@@ -1,0 +1,81 @@
+"""Open a bundle with the right runtime: :func:`runtime_from_bundle`.
+
+Also holds :class:`BundleRuntime`, the base of the runtimes that execute bundle artifacts
+(name, contracts, host constants and options all come from the bundle's manifest).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from pathlib import Path
+
+from ..exporters.bundle import Bundle, BundleError, load_bundle
+from .base import MissingBackendError, Runtime
+
+# backend name in the manifest -> (module, class)
+RUNTIMES = {
+    "onnx": ("edgetam_export.runtime.onnx_runtime", "OnnxRuntime"),
+    "executorch": ("edgetam_export.runtime.executorch_runtime", "ExecuTorchRuntime"),
+    "coreml": ("edgetam_export.runtime.coreml_runtime", "CoreMLRuntime"),
+}
+
+
+def as_bundle(bundle: Bundle | str | os.PathLike) -> Bundle:
+    """A verified :class:`Bundle` from a path (checksums checked) or the bundle itself."""
+    return bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+
+
+class BundleRuntime(Runtime):
+    """A runtime over one backend's artifacts of a bundle.
+
+    Attributes (besides :class:`Runtime`'s): ``bundle``, ``backend`` (manifest backend
+    name, the tolerance-table key), ``precision`` (``fp32``/``fp16``), ``paths`` ({graph:
+    artifact path}).
+    """
+
+    backend: str
+
+    def __init__(self, bundle: Bundle | str | os.PathLike, precision: str | None = None):
+        self.bundle = as_bundle(bundle)
+        _, self.precision = self.bundle.select(self.backend, precision)
+        self.contracts = dict(self.bundle.contracts)
+        self.constants = dict(self.bundle.constants)
+        self.options = dict(self.bundle.options)
+        self.paths: dict[str, Path] = {}
+        for graph in self.contracts:
+            self.paths[graph] = self.bundle.artifact_path(self.backend, graph, self.precision)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.bundle.root)!r}, precision={self.precision!r})"
+
+
+def runtime_from_bundle(
+    path: Bundle | str | os.PathLike, backend: str | None = None, precision: str | None = None, **kwargs
+) -> Runtime:
+    """Verify the bundle at ``path`` and return the runtime for its backend.
+
+    ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` select among several
+    backends/precisions in one bundle; with a single choice they may be omitted. Extra keyword
+    arguments go to the runtime's constructor (e.g. ``num_threads``).
+    """
+    bundle = as_bundle(path)
+    backend, precision = bundle.select(backend, precision)
+    if backend not in RUNTIMES:
+        raise BundleError(f"no runtime for backend {backend!r}; known: {sorted(RUNTIMES)}")
+    module_name, class_name = RUNTIMES[backend]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            raise MissingBackendError(
+                f"this installation has no {backend} runtime ({module_name} does not exist); "
+                f"the bundle's {backend} artifacts can still be copied to a device"
+            ) from e
+        raise
+    cls = getattr(module, class_name)
+    params = inspect.signature(cls).parameters
+    if "precision" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs["precision"] = precision
+    return cls(bundle, **kwargs)

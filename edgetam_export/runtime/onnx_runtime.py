@@ -1,0 +1,60 @@
+"""ONNX Runtime backend: executes a bundle's ``.onnx`` graphs with ``InferenceSession`` on the CPU EP."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..exporters.bundle import Bundle
+from .base import MissingBackendError
+from .loader import BundleRuntime
+
+
+class OnnxRuntime(BundleRuntime):
+    """``OnnxRuntime(bundle, precision=None, num_threads=None)``.
+
+    One ``InferenceSession`` per graph (CPUExecutionProvider), created on first use. Inputs
+    and outputs are float32 numpy arrays named and shaped by the contracts (also for fp16
+    artifacts, whose casts live inside the graphs).
+    """
+
+    name = "onnxruntime"
+    backend = "onnx"
+
+    def __init__(
+        self, bundle: Bundle | str | os.PathLike, precision: str | None = None, num_threads: int | None = None
+    ):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise MissingBackendError(
+                'the ONNX runtime needs onnxruntime: pip install "onnxruntime>=1.20"'
+            ) from e
+        super().__init__(bundle, precision)
+        self.num_threads = num_threads
+        self._sessions: dict = {}
+
+    def session(self, graph: str):
+        """The (cached) ``InferenceSession`` of ``graph``."""
+        if graph not in self._sessions:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            if self.num_threads:
+                so.intra_op_num_threads = int(self.num_threads)
+                so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(str(self.paths[graph]), so, providers=["CPUExecutionProvider"])
+            names = [i.name for i in sess.get_inputs()]
+            if names != self.contracts[graph].input_names:
+                raise ValueError(
+                    f"{self.paths[graph]}: inputs {names} != contract {self.contracts[graph].input_names}"
+                )
+            self._sessions[graph] = sess
+        return self._sessions[graph]
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        contract = self.contracts[graph]
+        outs = self.session(graph).run(contract.output_names, feeds)
+        return dict(zip(contract.output_names, outs, strict=True))

@@ -1,0 +1,219 @@
+"""Core ML plugin: an ML Program ``.mlpackage`` via coremltools 9.
+
+* Conversion source: ``torch.export`` (ATen dialect after ``run_decompositions({})``), the
+  path validated with torch 2.13; ``method="auto"`` falls back to ``torch.jit.trace`` if the
+  exported program does not convert (the report's notes say which path was used).
+* ``fp16`` (default) converts with ``compute_precision=FLOAT16`` (fp16 weights and
+  activations); ``fp32`` with ``FLOAT32``. Inputs and outputs are float32 at both precisions,
+  named and shaped by the contract.
+* Deployment target ``iOS17`` (default) or ``iOS18``; ``compute_units`` (``all``,
+  ``cpu_only``, ``cpu_and_gpu``, ``cpu_and_ne``) is a load-time setting in Core ML, so it is
+  recorded in the model's metadata (``com.edgetam.compute_units``) for the app to use.
+* Metadata: author, license, version, short description, one description per input and
+  output from the contract, plus user-defined metadata (graph, precision, contract JSON and
+  whatever the caller passes, e.g. the weights' provenance).
+* Core ML prediction needs macOS; on Linux the model is converted and saved without loading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+from .. import __version__
+from ..models.contracts import ExportModule
+from .base import Exporter, register_exporter
+
+TARGETS = ("iOS17", "iOS18")
+COMPUTE_UNITS = {
+    "all": "ALL",
+    "cpu_only": "CPU_ONLY",
+    "cpu_and_gpu": "CPU_AND_GPU",
+    "cpu_and_ne": "CPU_AND_NE",
+}
+METHODS = ("auto", "export", "trace")
+AUTHOR = "edgetam-export"
+LICENSE = "Apache-2.0 (code); model weights under their own license (EdgeTAM: Apache-2.0)"
+
+
+def mlprogram_ops(spec) -> Counter:
+    """Count MIL operation types in the main function of an ML Program spec."""
+    ops: Counter[str] = Counter()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                ops[op.type] += 1
+    return ops
+
+
+def mlprogram_weight_dtypes(spec) -> Counter:
+    """Count the element types of the ``const`` tensors (weights) with >= 16 elements in an ML Program."""
+    from coremltools.proto import MIL_pb2
+
+    names = {v: k for k, v in MIL_pb2.DataType.items()}
+    dtypes: Counter[str] = Counter()
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            for op in block.operations:
+                if op.type != "const":
+                    continue
+                for out in op.outputs:
+                    tt = out.type.tensorType
+                    n = 1
+                    for d in tt.dimensions:
+                        n *= d.constant.size
+                    if tt.rank >= 1 and n >= 16:
+                        dtypes[names.get(tt.dataType, str(tt.dataType))] += 1
+    return dtypes
+
+
+@register_exporter
+class CoreMLExporter(Exporter):
+    """``.mlpackage`` ML Program.
+
+    Options: ``target`` (``"iOS17"`` | ``"iOS18"``), ``compute_units`` (``"all"`` |
+    ``"cpu_only"`` | ``"cpu_and_gpu"`` | ``"cpu_and_ne"``), ``method`` (``"auto"`` |
+    ``"export"`` | ``"trace"``).
+    """
+
+    name = "coreml"
+    suffix = ".mlpackage"
+    default_precision = "fp16"
+    requirements: ClassVar[dict[str, str]] = {"coremltools": "coremltools==9.0"}
+
+    def __init__(self, target: str = "iOS17", compute_units: str = "all", method: str = "auto"):
+        if target not in TARGETS:
+            raise ValueError(f"Core ML target must be one of {TARGETS}, got {target!r}")
+        if compute_units not in COMPUTE_UNITS:
+            raise ValueError(f"compute_units must be one of {sorted(COMPUTE_UNITS)}, got {compute_units!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.target, self.compute_units, self.method = target, compute_units, method
+
+    def options(self) -> dict:
+        return {"target": self.target, "compute_units": self.compute_units, "method": self.method}
+
+    def _convert(self, module: ExportModule, precision: str, method: str):
+        import coremltools as ct
+        import numpy as np
+        import torch
+
+        contract = module.contract
+        example = tuple(module.example_inputs())
+        common = dict(
+            outputs=[ct.TensorType(name=s.name, dtype=np.float32) for s in contract.outputs],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, self.target),
+            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[self.compute_units]),
+            skip_model_load=True,
+        )
+        with torch.no_grad():
+            if method == "export":
+                program = torch.export.export(module, example, strict=False).run_decompositions({})
+                return ct.convert(program, **common)
+            traced = torch.jit.trace(module, example, check_trace=False, strict=False)
+            inputs = [ct.TensorType(name=s.name, shape=s.shape, dtype=np.float32) for s in contract.inputs]
+            return ct.convert(traced, inputs=inputs, **common)
+
+    def _export(self, module: ExportModule, path: Path, precision: str, metadata: dict[str, str]) -> dict:
+        import coremltools as ct
+
+        contract = module.contract
+        notes: dict = {}
+        methods = ["export", "trace"] if self.method == "auto" else [self.method]
+        log = io.StringIO()
+        mlmodel, errors = None, []
+        for method in methods:
+            try:
+                # coremltools reports progress on stderr (tqdm); keep it out of the CLI's output.
+                with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+                    mlmodel = self._convert(module, precision, method)
+                notes["conversion"] = "torch.export" if method == "export" else "torch.jit.trace"
+                break
+            except Exception as e:
+                errors.append(f"{method}: {type(e).__name__}: {e}")
+        if mlmodel is None:
+            raise RuntimeError("Core ML conversion failed: " + " | ".join(errors))
+        if errors:
+            notes["fallback_reason"] = errors[0][:500]
+
+        spec = mlmodel.get_spec()
+        # torch.export names inputs after forward()'s parameters: rename them to the contract.
+        got_inputs = [f.name for f in spec.description.input]
+        if len(got_inputs) != len(contract.inputs):
+            raise ValueError(f"converted model has inputs {got_inputs}, contract has {contract.input_names}")
+        renamed = False
+        for old, new in zip(got_inputs, contract.input_names, strict=True):
+            if old != new:
+                ct.utils.rename_feature(spec, old, new, rename_outputs=False)
+                renamed = True
+        if renamed:
+            mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
+        self._check_io(mlmodel.get_spec(), contract)
+
+        mlmodel.author = AUTHOR
+        mlmodel.license = LICENSE
+        mlmodel.version = __version__
+        weights = metadata.get("weights", "")
+        mlmodel.short_description = (
+            f"EdgeTAM {contract.name}: {contract.description} "
+            f"({precision} compute, float32 I/O{', weights: ' + weights if weights else ''})"
+        )
+        for s in contract.inputs:
+            mlmodel.input_description[s.name] = f"{s.description} shape {list(s.shape)} {s.dtype}"
+        for s in contract.outputs:
+            mlmodel.output_description[s.name] = f"{s.description} shape {list(s.shape)} {s.dtype}"
+        user = {
+            **{str(k): str(v) for k, v in metadata.items()},
+            "com.edgetam.graph": contract.name,
+            "com.edgetam.precision": precision,
+            "com.edgetam.compute_units": self.compute_units,
+            "com.edgetam.target": self.target,
+            "com.edgetam.contract": json.dumps(contract.as_dict(), sort_keys=True),
+        }
+        for k, v in user.items():
+            mlmodel.user_defined_metadata[k] = v
+        mlmodel.save(str(path))
+
+        saved = ct.utils.load_spec(str(path))
+        ops = mlprogram_ops(saved)
+        notes.update(
+            {
+                "target": self.target,
+                "compute_units": self.compute_units,
+                "mil_ops": sum(ops.values()),
+                "weights_dtype": dict(mlprogram_weight_dtypes(saved)),
+                "spec_version": saved.specificationVersion,
+            }
+        )
+        return notes
+
+    @staticmethod
+    def _check_io(spec, contract) -> None:
+        from coremltools.proto import FeatureTypes_pb2
+
+        fp32 = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+        problems = []
+        for kind, feats, specs in (
+            ("input", spec.description.input, contract.inputs),
+            ("output", spec.description.output, contract.outputs),
+        ):
+            names = [f.name for f in feats]
+            if names != [s.name for s in specs]:
+                problems.append(f"{kind} names {names} != contract {[s.name for s in specs]}")
+                continue
+            for f, s in zip(feats, specs, strict=True):
+                arr = f.type.multiArrayType
+                if tuple(arr.shape) and tuple(arr.shape) != tuple(s.shape):
+                    problems.append(f"{kind} {s.name!r}: shape {list(arr.shape)} != {list(s.shape)}")
+                if arr.dataType != fp32:
+                    problems.append(f"{kind} {s.name!r}: dtype is not FLOAT32")
+        if problems:
+            raise ValueError(
+                f"Core ML model {contract.name!r} does not match its contract: " + "; ".join(problems)
+            )

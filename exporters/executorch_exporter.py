@@ -1,0 +1,103 @@
+"""ExecuTorch plugin: ``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
+
+* ``fp32``: the module as is. ``fp16``: a half copy behind float32 casts
+  (:func:`~edgetam_export.exporters.base.fp16_compute`; LayerNorms stay fp32 islands: the
+  portable fp16 layer_norm overflows to NaN on real activations), so the program's inputs and outputs
+  stay float32 (the boundary casts run on portable kernels: XNNPACK does not delegate dtype
+  conversions) and XNNPACK computes in fp16.
+* fp16 size: XNNPACK stores conv weights as fp32 ("static weights", converted at load), so
+  conv-heavy graphs (the image encoder) are barely smaller at fp16; linear weights are fp16.
+  XNNPACK has no fp16 GELU, so GELUs run on portable kernels at fp16.
+* Delegate coverage: the report counts the ``call_function`` nodes left outside the XNNPACK
+  delegate, by op name, and the edge ops inside the delegated subgraphs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+from ..models.contracts import ExportModule
+from .base import Exporter, fp16_compute, register_exporter
+
+# Structural nodes that are not compute: calls into the delegate and tuple unpacking.
+_STRUCTURAL = {"executorch_call_delegate", "getitem"}
+
+
+def _op_name(target) -> str:
+    name = getattr(target, "__name__", None) or str(target)
+    return name
+
+
+def delegate_coverage(edge_program) -> dict:
+    """Count ops inside and outside the XNNPACK delegate of a lowered edge program.
+
+    Returns ``{"delegate_calls", "delegated_ops", "non_delegated_ops", "non_delegated"
+    ({op name: count}), "coverage" (delegated / all compute ops)}``.
+    """
+    gm = edge_program.graph_module
+    outside: Counter[str] = Counter()
+    calls = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _op_name(node.target)
+        if "executorch_call_delegate" in name:
+            calls += 1
+        elif name.split(".")[-1] not in _STRUCTURAL and name not in _STRUCTURAL:
+            outside[name] += 1
+    inside = 0
+    for _, sub in gm.named_children():
+        original = getattr(sub, "original_module", None)
+        if original is None:
+            continue
+        for node in original.graph_module.graph.nodes:
+            if node.op == "call_function" and _op_name(node.target) not in _STRUCTURAL:
+                inside += 1
+    total = inside + sum(outside.values())
+    return {
+        "delegate": "XnnpackBackend",
+        "delegate_calls": calls,
+        "delegated_ops": inside,
+        "non_delegated_ops": sum(outside.values()),
+        "non_delegated": dict(sorted(outside.items())),
+        "coverage": round(inside / total, 4) if total else 1.0,
+    }
+
+
+@register_exporter
+class ExecuTorchExporter(Exporter):
+    """``.pte`` for the ExecuTorch runtime with the XNNPACK delegate (no options)."""
+
+    name = "executorch"
+    suffix = ".pte"
+    default_precision = "fp32"
+    requirements: ClassVar[dict[str, str]] = {"executorch": "executorch==1.5.1"}
+
+    def __init__(self):
+        pass
+
+    def _export(self, module: ExportModule, path: Path, precision: str, metadata: dict[str, str]) -> dict:
+        import torch
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        target = fp16_compute(module) if precision == "fp16" else module
+        example = tuple(module.example_inputs())
+        with torch.no_grad():
+            exported = torch.export.export(target, example, strict=False)
+        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        notes = delegate_coverage(edge.exported_program())
+        program = edge.to_executorch()
+        with open(path, "wb") as f:
+            program.write_to_file(f)
+        notes["weights_dtype"] = "float16" if precision == "fp16" else "float32"
+        if precision == "fp16":
+            notes["fp32_islands"] = f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"
+        if precision == "fp16":
+            notes["weights_note"] = (
+                "XNNPACK serializes convolution weights as fp32 static weights and packs them to fp16 "
+                "at load, so conv-heavy fp16 programs are about as large as fp32 ones"
+            )
+        return notes

@@ -1,0 +1,119 @@
+"""ONNX plugin: ``torch.onnx.export(dynamo=True)`` at opset >= 18, one self-contained file.
+
+* Graph input/output names, shapes and descriptions (``doc_string``) come from the contract.
+* Weights live inside the ``.onnx`` file (no external data; our graphs are < 100 MB, far
+  below protobuf's 2 GB limit). The result passes ``onnx.checker.check_model(full_check=True)``.
+* ``fp16``: a half copy of the module is exported behind float32 casts (see
+  :func:`~edgetam_export.exporters.base.fp16_compute`): weights and compute are fp16 except
+  LayerNorms (fp32 islands, overflow-safe), graph I/O stays float32 so the contract holds. (onnxruntime's ``float16`` converter is not used:
+  on dynamo-exported graphs it produces models that fail ``onnx.checker``.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar
+
+from ..models.contracts import Contract, ExportModule
+from .base import Exporter, fp16_compute, register_exporter
+
+_ONNX_DTYPES = {"float32": 1, "uint8": 2, "int32": 6, "float16": 10}
+
+
+def check_onnx_against_contract(model_proto, contract: Contract, io_dtype: str = "float32") -> None:
+    """Raise ``ValueError`` unless the graph's inputs/outputs match ``contract`` by name, shape and dtype."""
+    problems = []
+    for kind, values, specs in (
+        ("input", model_proto.graph.input, contract.inputs),
+        ("output", model_proto.graph.output, contract.outputs),
+    ):
+        names = [v.name for v in values]
+        if names != [s.name for s in specs]:
+            problems.append(f"{kind} names {names} != contract {[s.name for s in specs]}")
+            continue
+        for v, s in zip(values, specs, strict=True):
+            t = v.type.tensor_type
+            dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim)
+            if dims != tuple(s.shape):
+                problems.append(f"{kind} {s.name!r}: shape {list(dims)} != contract {list(s.shape)}")
+            if t.elem_type != _ONNX_DTYPES[io_dtype]:
+                problems.append(f"{kind} {s.name!r}: elem_type {t.elem_type} != {io_dtype}")
+    if problems:
+        raise ValueError(f"ONNX graph {contract.name!r} does not match its contract: " + "; ".join(problems))
+
+
+@register_exporter
+class OnnxExporter(Exporter):
+    """``.onnx`` via the dynamo exporter.
+
+    Options: ``opset`` (>= 18, default 18), ``optimize`` (run the exporter's graph
+    optimizer, default True).
+    """
+
+    name = "onnx"
+    suffix = ".onnx"
+    default_precision = "fp32"
+    requirements: ClassVar[dict[str, str]] = {"onnx": "onnx>=1.17", "onnxscript": "onnxscript>=0.2"}
+
+    def __init__(self, opset: int = 18, optimize: bool = True):
+        if int(opset) < 18:
+            raise ValueError(f"opset must be >= 18, got {opset}")
+        self.opset = int(opset)
+        self.optimize = bool(optimize)
+
+    def options(self) -> dict:
+        return {"opset": self.opset, "optimize": self.optimize}
+
+    def _export(self, module: ExportModule, path: Path, precision: str, metadata: dict[str, str]) -> dict:
+        import onnx
+        import torch
+
+        contract = module.contract
+        target = fp16_compute(module) if precision == "fp16" else module
+        example = tuple(module.example_inputs())
+        log = io.StringIO()
+        # The dynamo exporter prints its progress to stdout; keep it out of the CLI's progress bar.
+        with contextlib.redirect_stdout(log), torch.no_grad():
+            program = torch.onnx.export(
+                target,
+                example,
+                dynamo=True,
+                opset_version=self.opset,
+                input_names=contract.input_names,
+                output_names=contract.output_names,
+                external_data=False,
+                optimize=self.optimize,
+                verbose=False,
+            )
+        proto = program.model_proto
+        docs = {s.name: s.description for s in (*contract.inputs, *contract.outputs)}
+        for v in (*proto.graph.input, *proto.graph.output):
+            v.doc_string = docs.get(v.name, "")
+        proto.doc_string = contract.description
+        proto.producer_name = "edgetam-export"
+        del proto.metadata_props[:]
+        for k, v in sorted({**metadata, "graph": contract.name, "precision": precision}.items()):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(k), str(v)
+        external = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        if external:
+            raise ValueError(f"initializers stored as external data: {external[:5]}")
+        check_onnx_against_contract(proto, contract)
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save_model(proto, str(path), save_as_external_data=False)
+        ops = Counter(n.op_type for n in proto.graph.node)
+        return {
+            "opset": self.opset,
+            "nodes": sum(ops.values()),
+            "op_types": dict(sorted(ops.items())),
+            "initializers": len(proto.graph.initializer),
+            "weights_dtype": "float16" if precision == "fp16" else "float32",
+            **(
+                {"fp32_islands": f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"}
+                if precision == "fp16"
+                else {}
+            ),
+        }
