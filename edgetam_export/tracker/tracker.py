@@ -62,9 +62,18 @@ class Tracker:
         fill_hole_area: fill background holes up to this area (px at 256²) in stored/output
             low-res masks; 8 as the official predictor, 0 reproduces the official CPU path.
         non_overlap_masks: keep only the highest-scoring object per pixel in outputs.
+        feature_cache_size: image-encoder outputs kept per session (16 MiB per frame); 2 as
+            the official predictor's single-frame cache plus one, larger to avoid re-encoding
+            when the same frames are propagated several times.
     """
 
-    def __init__(self, runtime: Runtime, fill_hole_area: int = 8, non_overlap_masks: bool = False):
+    def __init__(
+        self,
+        runtime: Runtime,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+        feature_cache_size: int = 2,
+    ):
         self.runtime = runtime
         self.fill_hole_area = int(fill_hole_area)
         self.non_overlap_masks = non_overlap_masks
@@ -76,7 +85,7 @@ class Tracker:
         self.num_ptr_slots = shapes["ptr"][1]
         self.max_cond_frames = self.num_spatial_slots - (NUM_MASKMEM - 1)
         self.no_obj_ptr = np.asarray(runtime.constants["no_obj_ptr"], np.float32).reshape(256)
-        self.feature_cache_size = 2
+        self.feature_cache_size = max(1, int(feature_cache_size))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -87,11 +96,23 @@ class Tracker:
         return cls(TorchRuntime(model, max_points=max_points, max_cond_frames=max_cond_frames), **kwargs)
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, backend: str | None = None, **kwargs) -> Tracker:
-        """Tracker on an exported bundle; the runtime is chosen from its manifest (checksums verified)."""
+    def from_bundle(
+        cls,
+        path: str | os.PathLike,
+        backend: str | None = None,
+        precision: str | None = None,
+        **kwargs,
+    ) -> Tracker:
+        """Tracker on an exported bundle; the runtime is chosen from its manifest (checksums verified).
+
+        ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` (``fp32``, ``fp16``)
+        select among the bundle's artifacts; either may be omitted when the bundle holds only
+        one choice. ``path`` may also be a loaded :class:`~edgetam_export.exporters.bundle.Bundle`.
+        Other keyword arguments go to :class:`Tracker` (e.g. ``fill_hole_area``).
+        """
         from ..runtime.loader import runtime_from_bundle
 
-        return cls(runtime_from_bundle(path, backend=backend), **kwargs)
+        return cls(runtime_from_bundle(path, backend=backend, precision=precision), **kwargs)
 
     # ------------------------------------------------------------------ session API
     def init_video_session(
@@ -100,7 +121,11 @@ class Tracker:
         video_height: int | None = None,
         video_width: int | None = None,
     ) -> InferenceSession:
-        """Start a session on a list of (H, W, 3) uint8 RGB frames, a video file, or None (streaming)."""
+        """Start a session on a list of (H, W, 3) uint8 RGB frames, a video file, or None (streaming).
+
+        ``video_height`` / ``video_width`` declare the original resolution that prompt
+        coordinates and post-processed masks refer to (default: the frames' own size).
+        """
         if video is None:
             return InferenceSession(
                 frames=[], video_height=video_height, video_width=video_width, streaming=True
@@ -117,7 +142,9 @@ class Tracker:
                 raise ValueError(f"frame {i}: expected (H, W, 3) uint8 RGB, got {f.dtype} {f.shape}")
             if f.shape[:2] != (h, w):
                 raise ValueError(f"frame {i} is {f.shape[1]}x{f.shape[0]}, frame 0 is {w}x{h}")
-        return InferenceSession(frames=frames, video_height=h, video_width=w)
+        # An explicit size declares the original video resolution when the frames were resized
+        # beforehand: prompts are given, and outputs returned, in that resolution.
+        return InferenceSession(frames=frames, video_height=video_height or h, video_width=video_width or w)
 
     def add_inputs_to_inference_session(
         self,
