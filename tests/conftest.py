@@ -57,6 +57,21 @@ def frame_tensor():
     return get
 
 
+@pytest.fixture(scope="session")
+def exported_bundles(tmp_path_factory):
+    """The one real export of a test session (salt-0 synthetic weights), shared by every test file.
+
+    ``{"main": Bundle with onnx + executorch at fp32 and fp16, "coreml": Bundle with coreml at
+    fp32 and fp16}``. Core ML sits in its own bundle so its conversion can fail independently.
+    """
+    from edgetam_export.exporters.bundle import export_bundle, load_bundle
+
+    root = tmp_path_factory.mktemp("exports")
+    export_bundle(root / "main", ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)
+    export_bundle(root / "coreml", ["coreml"], precisions=["fp32", "fp16"], salt=0)
+    return {"main": load_bundle(root / "main"), "coreml": load_bundle(root / "coreml")}
+
+
 _RECORDER = ParityRecorder()
 
 

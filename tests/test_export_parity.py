@@ -22,16 +22,8 @@ RUNTIME_BACKENDS = [("onnx", "fp32"), ("onnx", "fp16"), ("executorch", "fp32"), 
 
 
 @pytest.fixture(scope="session")
-def parity_bundle(tmp_path_factory):
-    from edgetam_export.exporters.bundle import export_bundle
-
-    out = tmp_path_factory.mktemp("parity") / "bundle"
-    export_bundle(out, ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)
-    # Core ML goes into a second bundle so its (slow) conversion can fail independently.
-    export_bundle(out.parent / "coreml", ["coreml"], salt=0)
-    from edgetam_export.exporters.bundle import load_bundle
-
-    return load_bundle(out), load_bundle(out.parent / "coreml")
+def parity_bundle(exported_bundles):
+    return exported_bundles["main"], exported_bundles["coreml"]
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +45,7 @@ def test_bundle_holds_every_graph(parity_bundle):
     bundle, coreml = parity_bundle
     assert list(bundle.contracts) == list(SUBMODULE_NAMES)
     assert bundle.backends == ["executorch", "onnx"] and bundle.precisions("onnx") == ["fp16", "fp32"]
-    assert coreml.backends == ["coreml"] and coreml.precisions("coreml") == ["fp16"]
+    assert coreml.backends == ["coreml"] and coreml.precisions("coreml") == ["fp16", "fp32"]
     assert set(bundle.constants) == {"no_obj_ptr", "mask_downsample_weight", "mask_downsample_bias"}
     assert bundle.options["num_spatial_slots"] == 8 and bundle.options["num_ptr_slots"] == 17
     sizes = {(a["backend"], a["graph"], a["precision"]): a["size_bytes"] for a in bundle.artifacts}
