@@ -4,6 +4,8 @@ Every graph is run on realistic inputs built by chaining the *reference* (a proc
 through the image encoder, a real click on an object, the resulting mask into the memory
 encoder, a bank of those memories into memory attention), and each backend's output is
 compared with the reference's on the *same* inputs, so every graph is judged in isolation.
+On bundles with all four graphs, :func:`verify_tracker_clip` then tracks a short clip with the
+backend and with the reference and compares every frame's masks and scores (end to end).
 Metrics come from :mod:`edgetam_export.metrics`; bounds from the one tolerance table
 (:mod:`edgetam_export.tolerances`, keyed by (backend, precision)).
 """
@@ -13,15 +15,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..metrics import compare
+from ..metrics import compare, mask_iou
 from ..runtime.base import MissingBackendError, Runtime
-from ..tolerances import tolerance
+from ..tolerances import MASK_IOU, tolerance
 from .bundle import Bundle, BundleError, load_bundle, sha256_file
 
 # Tolerance kind of every graph output (see edgetam_export.tolerances).
@@ -39,6 +42,11 @@ OUTPUT_KINDS = {
 
 # A positive click on the red disk of procedural frame 0 (its centre), 1024-pixel space.
 CLICK_XY = (260.0, 380.0)
+# The tracker clip (verify_tracker_clip): procedural frames 0..CLIP_FRAMES-1, object 1 clicked
+# on the disk, object 2 boxed on the square (x0, y0, x1, y1), both on frame 0.
+CLIP_FRAMES = 3
+CLIP_BOX = (570.0, 130.0, 830.0, 390.0)
+TRACKER_GRAPHS = ("image_encoder", "prompt_decoder", "memory_encoder", "memory_attention")
 
 
 @dataclass
@@ -68,6 +76,7 @@ class Row:
     rel_max_abs: float
     passed: bool
     problems: list[str] = field(default_factory=list)
+    mask_iou: float | None = None  # tracker rows: IoU of the binarized masks (logits > 0)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -260,36 +269,134 @@ def compare_runtime(runtime: Runtime, backend: str, precision: str, cases: list[
         out = runtime.run(c.graph, c.feeds)
         for name, ref in c.reference.items():
             kind = OUTPUT_KINDS.get(name, "features")
-            cmp = compare(f"{c.graph}.{name}", ref, out[name])
-            problems = tolerance(backend, precision, kind).check(cmp)
             rows.append(
-                Row(
-                    backend,
-                    precision,
-                    c.graph,
-                    c.case,
-                    name,
-                    kind,
-                    cmp.max_abs,
-                    cmp.mean_abs,
-                    cmp.cosine,
-                    cmp.psnr,
-                    cmp.rel_max_abs,
-                    not problems,
-                    problems,
-                )
+                _row(backend, precision, c.graph, c.case, name, kind, ref, out[name], f"{c.graph}.{name}")
             )
     return rows
 
 
-def verify_tracker_clip(runtime: Runtime, reference: Runtime, backend: str, precision: str) -> list[Row]:
-    """HOOK: track a short clip with ``runtime`` and with ``reference`` and compare per-frame masks
-    (mask IoU >= ``edgetam_export.tolerances.MASK_IOU[(backend, precision)]``).
+def _row(
+    backend: str,
+    precision: str,
+    graph: str,
+    case: str,
+    output: str,
+    kind: str,
+    ref,
+    test,
+    label: str,
+    extra_problems: list[str] | None = None,
+    iou: float | None = None,
+) -> Row:
+    """Compare ``test`` with ``ref`` under the tolerance of ``kind``; ``extra_problems`` also fail the row."""
+    cmp = compare(label, ref, test)
+    problems = tolerance(backend, precision, kind).check(cmp) + list(extra_problems or [])
+    return Row(
+        backend,
+        precision,
+        graph,
+        case,
+        output,
+        kind,
+        cmp.max_abs,
+        cmp.mean_abs,
+        cmp.cosine,
+        cmp.psnr,
+        cmp.rel_max_abs,
+        not problems,
+        problems,
+        iou,
+    )
 
-    Not implemented yet (the tracker is added by the lead); returns no rows. Rows returned
-    here are added to the verify table and count towards pass/fail.
+
+def track_clip(runtime: Runtime, num_frames: int = CLIP_FRAMES) -> list:
+    """Track the verify clip on ``runtime``: one :class:`~edgetam_export.tracker.tracker.TrackerOutput`
+    per frame 0..num_frames-1 (objects 1 and 2 in that order; object 2, the box, only when the
+    prompt decoder has the slots for it, i.e. ``max_points >= 3``).
+
+    ``fill_hole_area=0``: hole filling is a step function of the logits, so it is left out of
+    a numerical comparison (it is the same host code for every backend).
     """
-    return []
+    from ..testing import procedural_video
+    from ..tracker import Tracker
+
+    tracker = Tracker(runtime, fill_hole_area=0)
+    session = tracker.init_video_session(video=procedural_video(num_frames))
+    tracker.add_inputs_to_inference_session(
+        session, frame_idx=0, obj_ids=1, input_points=[[list(CLICK_XY)]], input_labels=[[1]]
+    )
+    if tracker.max_points >= 3:  # a box takes two point slots plus the padding slot
+        tracker.add_inputs_to_inference_session(session, frame_idx=0, obj_ids=2, input_boxes=[list(CLIP_BOX)])
+    return list(tracker.propagate_in_video_iterator(session))
+
+
+# The reference's clip outputs, per reference runtime (verify_bundle calls the hook once per
+# backend/precision with the same reference).
+_CLIP_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def verify_tracker_clip(runtime: Runtime, reference: Runtime, backend: str, precision: str) -> list[Row]:
+    """Track a short clip with ``runtime`` and with ``reference`` and compare every frame.
+
+    The clip (:func:`track_clip`): procedural frames 0..2, object 1 a click on the disk
+    :data:`CLICK_XY`, object 2 a box on the square :data:`CLIP_BOX`, both on frame 0, then
+    propagation; it runs every graph, the host memory bank and the candidate decisions.
+    Rows (graph ``tracker``, case ``clip/f{t}/obj{id}`` or ``clip/f{t}``):
+
+    * ``masks`` per frame and object: the low-res mask logits under the ``logits`` tolerance of
+      ``(backend, precision)``, and the mask IoU (``logits > 0``, :attr:`Row.mask_iou`) against
+      ``MASK_IOU[(backend, precision)]``;
+    * ``scores`` per frame: the object score logits of all objects (``scores`` tolerance).
+
+    Returns no rows when ``runtime`` lacks one of the four graphs (a partial bundle).
+    """
+    if not all(g in runtime.contracts for g in TRACKER_GRAPHS):
+        return []
+    expected = _CLIP_CACHE.get(reference)
+    if expected is None:
+        expected = _CLIP_CACHE[reference] = track_clip(reference)
+    got = track_clip(runtime)
+    min_iou = MASK_IOU[(backend, precision)]
+    rows = []
+    for ref, out in zip(expected, got, strict=True):
+        t = ref.frame_idx
+        if out.frame_idx != t or out.obj_ids != ref.obj_ids:
+            raise RuntimeError(
+                f"tracker clip: frame {out.frame_idx} objects {out.obj_ids} where the reference "
+                f"yields frame {t} objects {ref.obj_ids}"
+            )
+        for n, oid in enumerate(ref.obj_ids):
+            iou = mask_iou(ref.pred_masks[n, 0], out.pred_masks[n, 0])
+            low = [f"tracker clip f{t} obj {oid} masks: IoU {iou:.6f} < {min_iou}"] if iou < min_iou else []
+            rows.append(
+                _row(
+                    backend,
+                    precision,
+                    "tracker",
+                    f"clip/f{t}/obj{oid}",
+                    "masks",
+                    "logits",
+                    ref.pred_masks[n, 0],
+                    out.pred_masks[n, 0],
+                    f"tracker clip f{t} obj {oid} masks",
+                    low,
+                    iou,
+                )
+            )
+        rows.append(
+            _row(
+                backend,
+                precision,
+                "tracker",
+                f"clip/f{t}",
+                "scores",
+                "scores",
+                ref.object_score_logits,
+                out.object_score_logits,
+                f"tracker clip f{t} scores",
+            )
+        )
+    return rows
 
 
 # Reference + cases of the last verified weights/options (rebuilding them costs two image-encoder

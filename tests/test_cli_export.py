@@ -1,7 +1,8 @@
 """The ``export`` / ``inspect`` / ``verify`` commands end to end on the real (synthetic) model.
 
 To stay fast, the export covers the two smaller graphs on ONNX only; `verify` still builds the
-reference from the bundle's recorded weights and runs realistic, reference-chained inputs.
+reference from the bundle's recorded weights and runs realistic, reference-chained inputs. The
+tracker-clip rows of `verify` need all four graphs: that test uses the session's shared export.
 """
 
 from __future__ import annotations
@@ -97,6 +98,31 @@ def test_verify_fails_outside_tolerance(cli_bundle, tmp_path, monkeypatch):
     d = json.loads(report.read_text())
     failed = {(r["graph"], r["output"]) for r in d["rows"] if not r["passed"]}
     assert failed == {("memory_encoder", "mem")}
+
+
+@pytest.mark.slow
+def test_verify_tracks_clip_and_fails_on_it(exported_bundles, tmp_path, monkeypatch):
+    """On a bundle with all four graphs, verify also tracks a 3-frame, 2-object clip against the
+    PyTorch tracker (rows ``tracker``); a mask-IoU bound no backend meets fails exactly the
+    mask rows (their logits stay within tolerance) and makes verify exit 1."""
+    from edgetam_export import tolerances
+
+    monkeypatch.setitem(tolerances.MASK_IOU, ("onnx", "fp32"), 1.5)
+    report = tmp_path / "report.json"
+    bundle = str(exported_bundles["main"].root)
+    result = runner.invoke(app, ["verify", bundle, "-b", "onnx", "-p", "fp32", "--json", str(report)])
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.stdout
+    d = json.loads(report.read_text())
+    assert d["passed"] is False and not d["errors"]
+    tracker = [r for r in d["rows"] if r["graph"] == "tracker"]
+    masks = [r for r in tracker if r["output"] == "masks"]
+    assert {r["case"] for r in masks} == {f"clip/f{t}/obj{o}" for t in range(3) for o in (1, 2)}
+    assert {r["case"] for r in tracker if r["output"] == "scores"} == {f"clip/f{t}" for t in range(3)}
+    for r in masks:
+        assert not r["passed"] and r["mask_iou"] >= 0.999 and r["rel_max_abs"] < 2e-4
+        assert len(r["problems"]) == 1 and r["problems"][0].endswith(f"IoU {r['mask_iou']:.6f} < 1.5")
+    assert all(r["passed"] for r in d["rows"] if r not in masks)
 
 
 def test_verify_refuses_tampered_bundle(cli_bundle, tmp_path):

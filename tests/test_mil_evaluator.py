@@ -8,7 +8,8 @@
     fp16, evaluated on realistic chained inputs and compared with the PyTorch wrappers under
     the ("coreml", precision) tolerances; plus CoreMLRuntime from a mapping and from a bundle.
 
-Conversions are cached per session in one temporary folder.
+Toy conversions are cached per session in one temporary folder; the real packages come from the
+session's shared export (``exported_bundles`` in conftest.py), converted once per session.
 """
 
 from __future__ import annotations
@@ -418,21 +419,13 @@ def realistic_feeds(edgetam_modules, frame_tensor):
 
 
 @pytest.fixture(scope="session")
-def coreml_packages(edgetam_modules, tmp_path_factory):
-    """``get(graph, precision) -> .mlpackage path`` via the project's Core ML exporter, cached."""
-    from edgetam_export.exporters import get_exporter
-
-    root = tmp_path_factory.mktemp("coreml_real")
-    exporter = get_exporter("coreml")
-    cache: dict[tuple[str, str], Path] = {}
+def coreml_packages(exported_bundles):
+    """``get(graph, precision) -> .mlpackage path`` from the session's shared Core ML export
+    (``exported_bundles["coreml"]``: the project's Core ML exporter, salt 0, fp32 and fp16)."""
+    bundle = exported_bundles["coreml"]
 
     def get(graph: str, precision: str) -> Path:
-        if (graph, precision) not in cache:
-            path = root / exporter.artifact_name(graph, precision)
-            with _quiet():
-                exporter.export(edgetam_modules[graph], path, precision)
-            cache[(graph, precision)] = path
-        return cache[(graph, precision)]
+        return bundle.root / bundle.artifact("coreml", graph, precision)["path"]
 
     return get
 
