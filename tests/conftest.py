@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import pytest
 import torch
 
 from edgetam_export.parity import ParityRecorder
+from edgetam_export.testing import procedural_video
+from edgetam_export.tracker import Tracker
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -70,6 +74,44 @@ def exported_bundles(tmp_path_factory):
     export_bundle(root / "main", ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)
     export_bundle(root / "coreml", ["coreml"], precisions=["fp32", "fp16"], salt=0)
     return {"main": load_bundle(root / "main"), "coreml": load_bundle(root / "coreml")}
+
+
+NUM_FRAMES = 12
+CLICK = [[[[260, 380]]]]
+
+
+@dataclass
+class Run:
+    """One golden-scenario run: the session (stored bank), the yielded outputs, wall time."""
+
+    session: object
+    outputs: list
+    seconds: float
+
+    def stored(self, t: int):
+        return self.session.outputs["cond"].get(t) or self.session.outputs["noncond"][t]
+
+
+def golden_scenario(tracker: Tracker) -> Run:
+    """Click (260, 380) on frame 0, run that frame, propagate over the 12 frames."""
+    t0 = time.perf_counter()
+    session = tracker.init_video_session(video=procedural_video(NUM_FRAMES))
+    tracker.add_inputs_to_inference_session(
+        session, frame_idx=0, obj_ids=1, input_points=CLICK, input_labels=[[[1]]]
+    )
+    first = tracker(session, frame_idx=0)
+    outputs = list(tracker.propagate_in_video_iterator(session))
+    seconds = time.perf_counter() - t0
+    np.testing.assert_array_equal(first.pred_masks, outputs[0].pred_masks)
+    return Run(session, outputs, seconds)
+
+
+@pytest.fixture(scope="session")
+def reference_run() -> Run:
+    """The golden scenario on the PyTorch runtime (fused wrappers, as exported), once per session."""
+    from edgetam_export.models import build_edgetam
+
+    return golden_scenario(Tracker.from_reference(build_edgetam(), fill_hole_area=0))
 
 
 _RECORDER = ParityRecorder()

@@ -18,54 +18,19 @@ Each comparison prints a per-frame table (shown even without ``-s``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from edgetam_export.metrics import compare, mask_iou
-from edgetam_export.testing import procedural_video
 from edgetam_export.tolerances import MASK_IOU
 from edgetam_export.tracker import Tracker
 
+from .conftest import Run, golden_scenario
 from .scenario_replay import check_memory, load_arrays, load_scenarios, replay
 
 NUM_FRAMES = 12
 CLICK = [[[[260, 380]]]]
-
-
-@dataclass
-class Run:
-    """One golden-scenario run: the session (stored bank), the yielded outputs, wall time."""
-
-    session: object
-    outputs: list
-    seconds: float
-
-    def stored(self, t: int):
-        return self.session.outputs["cond"].get(t) or self.session.outputs["noncond"][t]
-
-
-def golden_scenario(tracker: Tracker) -> Run:
-    """Click (260, 380) on frame 0, run that frame, propagate over the 12 frames."""
-    t0 = time.perf_counter()
-    session = tracker.init_video_session(video=procedural_video(NUM_FRAMES))
-    tracker.add_inputs_to_inference_session(
-        session, frame_idx=0, obj_ids=1, input_points=CLICK, input_labels=[[[1]]]
-    )
-    first = tracker(session, frame_idx=0)
-    outputs = list(tracker.propagate_in_video_iterator(session))
-    seconds = time.perf_counter() - t0
-    np.testing.assert_array_equal(first.pred_masks, outputs[0].pred_masks)
-    return Run(session, outputs, seconds)
-
-
-@pytest.fixture(scope="session")
-def reference_run() -> Run:
-    """The golden scenario on the PyTorch runtime (fused wrappers, as exported), once per session."""
-    from edgetam_export.models import build_edgetam
-
-    return golden_scenario(Tracker.from_reference(build_edgetam(), fill_hole_area=0))
 
 
 def check_against_reference(

@@ -22,16 +22,10 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def golden_run(model):
-    """The developer golden scenario: click (260, 380) on frame 0, propagate over 12 frames."""
-    tracker = Tracker.from_reference(model, fill_hole_area=0)
-    session = tracker.init_video_session(video=procedural_video(12))
-    tracker.add_inputs_to_inference_session(
-        session, frame_idx=0, obj_ids=1, input_points=[[[[260, 380]]]], input_labels=[[[1]]]
-    )
-    first = tracker(session, frame_idx=0)
-    outputs = list(tracker.propagate_in_video_iterator(session))
-    return tracker, session, first, outputs
+def golden_run(reference_run):
+    """The developer golden scenario (click (260, 380) on frame 0, 12 frames), shared per session."""
+    first = reference_run.outputs[0]
+    return None, reference_run.session, first, reference_run.outputs
 
 
 def test_golden_track_single(golden_run, golden, parity):
