@@ -16,7 +16,6 @@ verifies every checksum and refuses missing, modified or unlisted artifact files
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.checkpoint import file_sha256 as sha256_file
 from ..models.contracts import Contract, ExportModule
 from .base import PRECISIONS, ArtifactReport, Exporter, get_exporter, replace_path
 
@@ -47,15 +47,6 @@ Progress = Callable[[str, str, str, ArtifactReport | None], None]
 
 class BundleError(ValueError):
     """A bundle that is missing, malformed, tampered with, or does not hold what was asked for."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes (streamed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tool_versions() -> dict[str, str]:
