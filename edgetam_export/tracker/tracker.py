@@ -667,27 +667,20 @@ class Tracker:
 
 
 def pack_points(prompt: PointPrompt | None, max_points: int) -> dict[str, np.ndarray]:
-    """Fill the decoder's point slots: pt_xy (1,NP,2), pt_label (1,NP), pt_valid (1,NP).
+    """Decoder point-slot feeds pt_xy (1,NP,2), pt_label (1,NP), pt_valid (1,NP) as numpy.
 
-    User points come first, then the padding point (0, 0, -1) the official model always
-    appends; with no prompt, one dummy point (0, 0, -1) plus the padding point (2 tokens).
-    Remaining slots are invalid (masked in the graph).
+    The slot layout is defined once, by :func:`edgetam_export.models.wrap_prompt_decoder.pack_points`
+    (user points, then the padding point, rest invalid). With no prompt the official model sees
+    one dummy point (0, 0, -1) plus the padding point: 2 not-a-point tokens.
     """
-    xy = np.zeros((1, max_points, 2), np.float32)
-    label = np.full((1, max_points), -1.0, np.float32)
-    valid = np.zeros((1, max_points), np.float32)
+    from ..models.wrap_prompt_decoder import pack_points as pack_slots
+
     if prompt is None or len(prompt.labels) == 0:
-        valid[0, :2] = 1.0
+        xy, labels = [(0.0, 0.0)], [-1]
     else:
-        n = len(prompt.labels)
-        if n + 1 > max_points:
-            raise ValueError(
-                f"{n} points/box corners do not fit {max_points} slots (one is the padding point)"
-            )
-        xy[0, :n] = prompt.points
-        label[0, :n] = prompt.labels
-        valid[0, : n + 1] = 1.0
-    return {"pt_xy": xy, "pt_label": label, "pt_valid": valid}
+        xy, labels = [tuple(p) for p in prompt.points.tolist()], prompt.labels.tolist()
+    pt_xy, pt_label, pt_valid = pack_slots(xy, labels, max_points=max_points)
+    return {"pt_xy": pt_xy.numpy(), "pt_label": pt_label.numpy(), "pt_valid": pt_valid.numpy()}
 
 
 # ---------------------------------------------------------------------- input parsing
