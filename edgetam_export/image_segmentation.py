@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decisions import Decision, decide_outputs, use_multimask
+from .models.constants import IMAGE_SIZE
+from .preprocessing import preprocess, to_model_frame
 from .runtime.base import Runtime
-from .testing import IMAGE_SIZE, preprocess
+from .tracker.decisions import Decision, decide_outputs, use_multimask
+from .tracker.feeds import pack_points
 from .tracker.postprocess import fill_holes, resize_logits
 from .tracker.session import PointPrompt
-from .tracker.tracker import pack_points
-from .video import to_model_frame
 
 
 @dataclass

@@ -1,8 +1,6 @@
-"""Video and image I/O (PyAV, Pillow) and resizing frames to the model's input size.
+"""Video and image file I/O (PyAV, Pillow): decoding frames, writing videos and PNGs.
 
-Resampling policy (stated once, recorded in every bundle manifest): frames are resized to
-1024x1024 without keeping the aspect ratio using Pillow's bicubic filter with
-antialiasing, which is what the official JPEG-folder loader does (``Image.resize``).
+Resizing to the model's input size lives in :mod:`edgetam_export.preprocessing`.
 """
 
 from __future__ import annotations
@@ -15,23 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .testing import IMAGE_SIZE
-
-RESIZE_POLICY = "PIL bicubic (antialiased) to 1024x1024, aspect ratio not kept"
-
-
-class VideoError(ValueError):
-    """A video or image that cannot be read or written."""
-
-
-def to_model_frame(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (1024, 1024, 3) uint8 RGB (bicubic; identity at 1024x1024)."""
-    frame = np.asarray(frame)
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise VideoError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
-    if frame.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC))
+from .preprocessing import RESIZE_POLICY, VideoError, to_model_frame  # noqa: F401  (re-exported)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

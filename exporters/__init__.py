@@ -1,18 +1,17 @@
-"""Backend exporters (Core ML, ExecuTorch, ONNX) behind one interface, and bundle writing.
+"""Backend exporters (Core ML, ExecuTorch, ONNX) behind one interface and registry.
 
 Installed as ``edgetam_export.exporters``. Entry points: :func:`get_exporter`,
-:func:`available_exporters`, :func:`~edgetam_export.exporters.bundle.write_bundle`,
-:func:`~edgetam_export.exporters.bundle.load_bundle`.
+:func:`available_exporters`. Bundles (several artifacts plus a manifest) are written by
+:mod:`edgetam_export.bundle`.
 """
 
-from ..runtime.base import MissingBackendError
+from ..backends import PRECISIONS, MissingBackendError
+from ..models.precision import fp16_compute
 from .base import (
-    PRECISIONS,
     ArtifactReport,
     Exporter,
     ExportError,
     available_exporters,
-    fp16_compute,
     get_exporter,
     register_exporter,
 )

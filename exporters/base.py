@@ -14,10 +14,8 @@ naming the pip command, at export time.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import os
-import shutil
 import time
 import uuid
 import warnings
@@ -26,21 +24,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import torch
-from torch import nn
-
+from ..backends import BACKENDS, PRECISIONS, MissingBackendError
+from ..fileio import path_size, remove_path, replace_path
 from ..models.contracts import Contract, ExportModule
-from ..runtime.base import MissingBackendError
-
-PRECISIONS = ("fp32", "fp16")
 
 # name -> module that registers it on import (built-ins; third-party plugins may call
 # register_exporter themselves or expose an ``edgetam_export.exporters`` entry point).
-_BUILTIN_PLUGINS = {
-    "onnx": "edgetam_export.exporters.onnx_exporter",
-    "executorch": "edgetam_export.exporters.executorch_exporter",
-    "coreml": "edgetam_export.exporters.coreml_exporter",
-}
+_BUILTIN_PLUGINS = {name: f"edgetam_export.exporters.{name}_exporter" for name in BACKENDS}
 _REGISTRY: dict[str, type[Exporter]] = {}
 
 
@@ -69,98 +59,6 @@ class ArtifactReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def path_size(path: str | os.PathLike) -> int:
-    """Bytes of a file, or of every file below a directory."""
-    p = Path(path)
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size
-
-
-def remove_path(path: str | os.PathLike) -> None:
-    """Delete a file or a directory tree if it exists."""
-    p = Path(path)
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p)
-    elif p.exists() or p.is_symlink():
-        p.unlink()
-
-
-def replace_path(src: Path, dst: Path) -> None:
-    """Move ``src`` onto ``dst`` (file or directory), replacing ``dst`` as atomically as the OS allows.
-
-    Files are replaced with one ``os.replace``; a directory target is first renamed aside,
-    then the new one renamed in, then the old one deleted.
-    """
-    if dst.is_dir() and not dst.is_symlink():
-        aside = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dst, aside)
-        try:
-            os.replace(src, dst)
-        except BaseException:
-            os.replace(aside, dst)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
-class _Fp32Island(nn.Module):
-    """Runs a wrapped (float32) module in float32 inside an fp16 graph: casts in, casts back out."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.inner = module.float()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.float()).to(x.dtype)
-
-
-def _fp32_norm_types() -> tuple[type[nn.Module], ...]:
-    from ..models.layers import LayerNorm2d
-
-    return (nn.LayerNorm, LayerNorm2d)
-
-
-class _Fp16Compute(nn.Module):
-    """fp16 compute behind a float32 boundary: ``forward`` casts float inputs to half, runs a
-    half copy of the wrapped module, and casts every output back to float32, so the graph
-    keeps its contract (float32 I/O) while weights and activations are fp16.
-
-    Modules of the ``keep_fp32`` types (default: LayerNorm and LayerNorm2d) stay float32
-    islands: their variance (a sum of squares over up to 256 channels) overflows fp16 on real
-    activations (spec §6: "keep LN in fp32 if activations overflow"); ExecuTorch's portable
-    fp16 layer_norm returns NaN on the memory-attention graph without this.
-    """
-
-    def __init__(self, module: ExportModule, keep_fp32: tuple[type[nn.Module], ...] | None = None):
-        super().__init__()
-        keep = _fp32_norm_types() if keep_fp32 is None else tuple(keep_fp32)
-        self.inner = copy.deepcopy(module).half().eval()
-        if keep:
-            targets = [name for name, m in self.inner.named_modules() if name and isinstance(m, keep)]
-            for name in targets:
-                parent_name, _, child = name.rpartition(".")
-                parent = self.inner.get_submodule(parent_name) if parent_name else self.inner
-                setattr(parent, child, _Fp32Island(getattr(parent, child)))
-        self.fp32_islands = len(targets) if keep else 0
-        self.contract = module.contract
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        xs = tuple(x.half() if x.is_floating_point() else x for x in inputs)
-        outs = self.inner(*xs)
-        return tuple(o.float() for o in outs)
-
-
-def fp16_compute(module: ExportModule, keep_fp32: tuple[type[nn.Module], ...] | None = None) -> nn.Module:
-    """A half-precision copy of ``module`` with float32 inputs and outputs (the original is untouched).
-
-    ``keep_fp32``: module types that stay float32 inside (default LayerNorm/LayerNorm2d; ``()``
-    for none).
-    """
-    return _Fp16Compute(module, keep_fp32).eval()
 
 
 class Exporter(ABC):

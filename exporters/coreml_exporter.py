@@ -25,16 +25,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import __version__
+from ..backends import COREML_COMPUTE_UNITS
 from ..models.contracts import ExportModule
 from .base import Exporter, register_exporter
 
 TARGETS = ("iOS17", "iOS18")
-COMPUTE_UNITS = {
-    "all": "ALL",
-    "cpu_only": "CPU_ONLY",
-    "cpu_and_gpu": "CPU_AND_GPU",
-    "cpu_and_ne": "CPU_AND_NE",
-}
 METHODS = ("auto", "export", "trace")
 AUTHOR = "edgetam-export"
 LICENSE = "Apache-2.0 (code); model weights under their own license (EdgeTAM: Apache-2.0)"
@@ -88,8 +83,10 @@ class CoreMLExporter(Exporter):
     def __init__(self, target: str = "iOS17", compute_units: str = "all", method: str = "auto"):
         if target not in TARGETS:
             raise ValueError(f"Core ML target must be one of {TARGETS}, got {target!r}")
-        if compute_units not in COMPUTE_UNITS:
-            raise ValueError(f"compute_units must be one of {sorted(COMPUTE_UNITS)}, got {compute_units!r}")
+        if compute_units not in COREML_COMPUTE_UNITS:
+            raise ValueError(
+                f"compute_units must be one of {sorted(COREML_COMPUTE_UNITS)}, got {compute_units!r}"
+            )
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.target, self.compute_units, self.method = target, compute_units, method
@@ -109,7 +106,7 @@ class CoreMLExporter(Exporter):
             convert_to="mlprogram",
             minimum_deployment_target=getattr(ct.target, self.target),
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-            compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[self.compute_units]),
+            compute_units=getattr(ct.ComputeUnit, COREML_COMPUTE_UNITS[self.compute_units]),
             skip_model_load=True,
         )
         with torch.no_grad():

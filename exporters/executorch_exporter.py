@@ -1,7 +1,7 @@
 """ExecuTorch plugin: ``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
 
 * ``fp32``: the module as is. ``fp16``: a half copy behind float32 casts
-  (:func:`~edgetam_export.exporters.base.fp16_compute`; LayerNorms stay fp32 islands: the
+  (:func:`~edgetam_export.models.precision.fp16_compute`; LayerNorms stay fp32 islands: the
   portable fp16 layer_norm overflows to NaN on real activations), so the program's inputs and outputs
   stay float32 (the boundary casts run on portable kernels: XNNPACK does not delegate dtype
   conversions) and XNNPACK computes in fp16.
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..models.contracts import ExportModule
-from .base import Exporter, fp16_compute, register_exporter
+from ..models.precision import fp16_compute
+from .base import Exporter, register_exporter
 
 # Structural nodes that are not compute: calls into the delegate and tuple unpacking.
 _STRUCTURAL = {"executorch_call_delegate", "getitem"}

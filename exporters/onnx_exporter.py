@@ -4,7 +4,7 @@
 * Weights live inside the ``.onnx`` file (no external data; our graphs are < 100 MB, far
   below protobuf's 2 GB limit). The result passes ``onnx.checker.check_model(full_check=True)``.
 * ``fp16``: a half copy of the module is exported behind float32 casts (see
-  :func:`~edgetam_export.exporters.base.fp16_compute`): weights and compute are fp16 except
+  :func:`~edgetam_export.models.precision.fp16_compute`): weights and compute are fp16 except
   LayerNorms (fp32 islands, overflow-safe), graph I/O stays float32 so the contract holds. (onnxruntime's ``float16`` converter is not used:
   on dynamo-exported graphs it produces models that fail ``onnx.checker``.)
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..models.contracts import Contract, ExportModule
-from .base import Exporter, fp16_compute, register_exporter
+from ..models.precision import fp16_compute
+from .base import Exporter, register_exporter
 
 _ONNX_DTYPES = {"float32": 1, "uint8": 2, "int32": 6, "float16": 10}
 

@@ -16,11 +16,11 @@ import math
 import torch
 from torch import nn
 
+from .constants import IMAGE_SIZE
 from .layers import LayerNorm2d
 
 EMBED_DIM = 256
 GRID = 64  # image embedding size (1024 / 16)
-IMAGE_SIZE = 1024  # input image size; point coordinates live in this pixel space
 MASK_IN_CHANS = 16
 NUM_POINT_LABELS = 4  # 0 negative, 1 positive, 2 box top-left, 3 box bottom-right
 PAD_LABEL = -1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .contracts import ExportModule
 from .edgetam import EdgeTAM
 from .wrap_image_encoder import ImageEncoderExport
@@ -52,3 +54,16 @@ def export_submodules(
         ),
     }
     return {name: mods[name].eval() for name in SUBMODULE_NAMES}
+
+
+def export_options(
+    modules: Mapping[str, ExportModule], fuse: bool, max_points: int, max_cond_frames: int, max_obj_ptrs: int
+) -> dict:
+    """The options a runtime exposes: the export arguments plus every contract's options."""
+    return {
+        "fuse": fuse,
+        "max_points": max_points,
+        "max_cond_frames": max_cond_frames,
+        "max_obj_ptrs": max_obj_ptrs,
+        **{k: v for m in modules.values() for k, v in m.contract.options.items()},
+    }

@@ -5,13 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .constants import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from .contracts import Contract, ExportModule, TensorSpec
 from .image_encoder import ImageEncoder
 from .reparam import fuse_image_encoder
-
-IMAGE_SIZE = 1024
-PIXEL_MEAN = (0.485, 0.456, 0.406)
-PIXEL_STD = (0.229, 0.224, 0.225)
 
 IMAGE_ENCODER_CONTRACT = Contract(
     "image_encoder",

@@ -6,11 +6,11 @@ import copy
 
 import torch
 
+from .constants import NUM_MASKMEM
 from .contracts import Contract, ExportModule, TensorSpec
 from .memory_attention import KEY_MASK_BIAS, MemoryAttention, split_pointers
 from .position_encoding import sine_position_encoding
 
-NUM_MASKMEM = 7
 TOKENS_PER_SLOT = 512
 NUM_GLOBAL_LATENTS = 256
 MEM_GRID = 16

@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .constants import IMAGE_SIZE, LOW_RES
 from .contracts import Contract, ExportModule, TensorSpec
 from .memory_encoder import MemoryEncoder, scale_mask_for_memory
 from .perceiver import PerceiverResampler
-
-IMAGE_SIZE = 1024
-LOW_RES = 256
 
 
 class MemoryEncoderExport(ExportModule):

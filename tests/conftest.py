@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgetam_export.parity import ParityRecorder
 from edgetam_export.testing import procedural_video
 from edgetam_export.tracker import Tracker
+from edgetam_export.verify.parity import ParityRecorder
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -68,7 +68,7 @@ def exported_bundles(tmp_path_factory):
     ``{"main": Bundle with onnx + executorch at fp32 and fp16, "coreml": Bundle with coreml at
     fp32 and fp16}``. Core ML sits in its own bundle so its conversion can fail independently.
     """
-    from edgetam_export.exporters.bundle import export_bundle, load_bundle
+    from edgetam_export.bundle import export_bundle, load_bundle
 
     root = tmp_path_factory.mktemp("exports")
     export_bundle(root / "main", ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)

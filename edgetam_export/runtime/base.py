@@ -10,11 +10,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..backends import MissingBackendError  # noqa: F401  (re-exported: runtimes raise it)
 from ..models.contracts import Contract
-
-
-class MissingBackendError(RuntimeError):
-    """An optional backend package is not installed (the message says what to install)."""
 
 
 class Runtime(ABC):

@@ -5,7 +5,7 @@ execution engine is chosen automatically and exposed as :attr:`CoreMLRuntime.eng
 
 * ``"coreml"`` -- ``coremltools.models.MLModel(...).predict`` (Apple's Core ML framework;
   macOS only, with the bundle's ``compute_units`` unless overridden);
-* ``"mil-evaluator"`` -- :class:`~edgetam_export.runtime.mil_evaluator.MILEvaluator`
+* ``"mil-evaluator"`` -- :class:`~edgetam_export.coreml_mil.evaluator.MILEvaluator`
   interprets the saved program op by op with numpy/torch, modelling fp16 storage between ops.
   It checks the *program* (conversion correctness, fp16 rounding and overflow), not Apple's
   kernels or Neural Engine placement -- see docs/COREML_EVALUATOR.md.
@@ -24,18 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exporters.bundle import Bundle
+from ..backends import COREML_COMPUTE_UNITS, MissingBackendError
+from ..bundle import Bundle
 from ..models.contracts import Contract
-from .base import MissingBackendError
 from .loader import BundleRuntime
 
 ENGINES = ("coreml", "mil-evaluator")
-_COMPUTE_UNITS = {
-    "all": "ALL",
-    "cpu_only": "CPU_ONLY",
-    "cpu_and_gpu": "CPU_AND_GPU",
-    "cpu_and_ne": "CPU_AND_NE",
-}
 
 
 def coreml_framework_available() -> bool:
@@ -59,7 +53,7 @@ class CoreMLRuntime(BundleRuntime):
     engine="auto", compute_units=None, num_threads=None, track_ranges=False)``.
 
     Args:
-        source: a bundle (:class:`~edgetam_export.exporters.bundle.Bundle`, bundle directory or
+        source: a bundle (:class:`~edgetam_export.bundle.Bundle`, bundle directory or
             its ``manifest.json``), or a mapping ``{graph name: .mlpackage path}``; the latter
             needs ``contracts`` (``{graph: Contract or contract dict}``) and may take
             ``constants``/``options`` (default empty) -- for testing without a bundle.
@@ -132,9 +126,9 @@ class CoreMLRuntime(BundleRuntime):
         self.engine = engine
         self.name = "coreml" if engine == "coreml" else "coreml-mil-evaluator"
         self.compute_units = compute_units or bundle_units or "all"
-        if self.compute_units not in _COMPUTE_UNITS:
+        if self.compute_units not in COREML_COMPUTE_UNITS:
             raise ValueError(
-                f"compute_units must be one of {sorted(_COMPUTE_UNITS)}, got {self.compute_units!r}"
+                f"compute_units must be one of {sorted(COREML_COMPUTE_UNITS)}, got {self.compute_units!r}"
             )
         self.num_threads = num_threads
         self.track_ranges = track_ranges
@@ -150,13 +144,13 @@ class CoreMLRuntime(BundleRuntime):
             if self.engine == "coreml":
                 import coremltools as ct
 
-                units = getattr(ct.ComputeUnit, _COMPUTE_UNITS[self.compute_units])
+                units = getattr(ct.ComputeUnit, COREML_COMPUTE_UNITS[self.compute_units])
                 m = ct.models.MLModel(str(path), compute_units=units)
                 spec = m.get_spec()
                 in_names = [f.name for f in spec.description.input]
                 out_names = [f.name for f in spec.description.output]
             else:
-                from .mil_evaluator import MILEvaluator
+                from ..coreml_mil.evaluator import MILEvaluator
 
                 m = MILEvaluator(path, track_ranges=self.track_ranges, num_threads=self.num_threads)
                 in_names, out_names = list(m.input_specs), list(m.output_specs)

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from ..exporters.bundle import Bundle
-from .base import MissingBackendError
+from ..backends import MissingBackendError
+from ..bundle import Bundle
 from .loader import BundleRuntime
 
 

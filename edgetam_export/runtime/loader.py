@@ -7,19 +7,16 @@ Also holds :class:`BundleRuntime`, the base of the runtimes that execute bundle 
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 from pathlib import Path
 
-from ..exporters.bundle import Bundle, BundleError, load_bundle
-from .base import MissingBackendError, Runtime
+from ..backends import BACKENDS, MissingBackendError
+from ..bundle import Bundle, BundleError, load_bundle
+from .base import Runtime
 
 # backend name in the manifest -> (module, class)
-RUNTIMES = {
-    "onnx": ("edgetam_export.runtime.onnx_runtime", "OnnxRuntime"),
-    "executorch": ("edgetam_export.runtime.executorch_runtime", "ExecuTorchRuntime"),
-    "coreml": ("edgetam_export.runtime.coreml_runtime", "CoreMLRuntime"),
-}
+_CLASS_NAMES = {"onnx": "OnnxRuntime", "executorch": "ExecuTorchRuntime", "coreml": "CoreMLRuntime"}
+RUNTIMES = {b: (f"edgetam_export.runtime.{b}_runtime", _CLASS_NAMES[b]) for b in BACKENDS}
 
 
 def as_bundle(bundle: Bundle | str | os.PathLike) -> Bundle:
@@ -75,7 +72,4 @@ def runtime_from_bundle(
             ) from e
         raise
     cls = getattr(module, class_name)
-    params = inspect.signature(cls).parameters
-    if "precision" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        kwargs["precision"] = precision
-    return cls(bundle, **kwargs)
+    return cls(bundle, precision=precision, **kwargs)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
+from ..bundle import Bundle, BundleError, bundle_reference
 from ..models.edgetam import EdgeTAM
-from ..models.submodules import export_submodules
+from ..models.submodules import export_options, export_submodules
 from .base import Runtime
 
 
@@ -32,13 +35,29 @@ class TorchRuntime(Runtime):
         )
         self.contracts = {name: m.contract for name, m in self.modules.items()}
         self.constants = {k: v.numpy().astype(np.float32) for k, v in model.host_constants().items()}
-        self.options = {
-            "fuse": fuse,
-            "max_points": max_points,
-            "max_cond_frames": max_cond_frames,
-            "max_obj_ptrs": max_obj_ptrs,
-            **{k: v for m in self.modules.values() for k, v in m.contract.options.items()},
-        }
+        self.options = export_options(self.modules, fuse, max_points, max_cond_frames, max_obj_ptrs)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, checkpoint: str | os.PathLike | None = None) -> TorchRuntime:
+        """The reference rebuilt from the weights and options recorded in ``bundle``.
+
+        Raises :class:`~edgetam_export.bundle.BundleError` when the weights cannot be rebuilt
+        or a reference contract differs from the bundle's.
+        """
+        o = bundle.options
+        ref = cls(
+            bundle_reference(bundle, checkpoint),
+            fuse=bool(o.get("fuse", True)),
+            max_points=int(o.get("max_points", 8)),
+            max_cond_frames=int(o.get("max_cond_frames", 2)),
+            max_obj_ptrs=int(o.get("max_obj_ptrs", 16)),
+        )
+        for name, c in bundle.contracts.items():
+            if ref.contracts[name].as_dict() != c.as_dict():
+                raise BundleError(
+                    f"the reference's {name!r} contract differs from the bundle's (package version skew?)"
+                )
+        return ref
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         module = self.modules[graph]

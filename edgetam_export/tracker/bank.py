@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NUM_MASKMEM = 7
+from ..models.constants import NUM_MASKMEM
+
 MEM_TOKENS = 512
 MEM_DIM = 64
 PTR_DIM = 256

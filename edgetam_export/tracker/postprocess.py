@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-NO_OBJ_SCORE = -1024.0
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 

@@ -10,8 +10,25 @@ from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
+
+
+class FrameKind(str, Enum):
+    """Which half of the bank a frame's output lives in: prompted (conditioning) or tracked."""
+
+    COND = "cond"
+    NONCOND = "noncond"
+
+    # Hash and print as the plain string, so ``outputs["cond"]`` and ``outputs[FrameKind.COND]`` agree.
+    __hash__ = str.__hash__
+
+    def __str__(self) -> str:
+        return self.value
+
+
+COND, NONCOND = FrameKind.COND, FrameKind.NONCOND
 
 
 @dataclass
@@ -80,8 +97,8 @@ class InferenceSession:
     point_inputs: dict[int, dict[int, PointPrompt]] = field(default_factory=dict)
     mask_inputs: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     temp: dict[int, dict[str, dict[int, ObjectOutput]]] = field(default_factory=dict)
-    outputs: dict[str, dict[int, FrameOutput]] = field(default_factory=lambda: {"cond": {}, "noncond": {}})
-    consolidated: dict[str, set[int]] = field(default_factory=lambda: {"cond": set(), "noncond": set()})
+    outputs: dict[FrameKind, dict[int, FrameOutput]] = field(default_factory=lambda: {COND: {}, NONCOND: {}})
+    consolidated: dict[FrameKind, set[int]] = field(default_factory=lambda: {COND: set(), NONCOND: set()})
     frames_already_tracked: dict[int, bool] = field(default_factory=dict)  # frame -> reverse
     tracking_has_started: bool = False
     pending: list[PendingInput] = field(default_factory=list)
@@ -113,7 +130,7 @@ class InferenceSession:
         idx = len(self.obj_ids) - 1
         self.point_inputs[idx] = {}
         self.mask_inputs[idx] = {}
-        self.temp[idx] = {"cond": {}, "noncond": {}}
+        self.temp[idx] = {COND: {}, NONCOND: {}}
         return idx
 
     def reset_tracking_results(self) -> None:
@@ -122,9 +139,9 @@ class InferenceSession:
             for v in d.values():
                 v.clear()
         for v in self.temp.values():
-            v["cond"].clear()
-            v["noncond"].clear()
-        for k in ("cond", "noncond"):
+            v[COND].clear()
+            v[NONCOND].clear()
+        for k in (COND, NONCOND):
             self.outputs[k].clear()
             self.consolidated[k].clear()
         self.frames_already_tracked.clear()
@@ -144,8 +161,8 @@ class InferenceSession:
     def bank_sizes(self) -> dict[str, int]:
         """Number of stored frame outputs (for bounded-memory checks)."""
         return {
-            "cond": len(self.outputs["cond"]),
-            "noncond": len(self.outputs["noncond"]),
+            COND: len(self.outputs[COND]),
+            NONCOND: len(self.outputs[NONCOND]),
             "frames_held": 0 if self.frames is None else sum(f is not None for f in self.frames),
             "tracked_marks": len(self.frames_already_tracked),
         }

@@ -19,23 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..decisions import decide_outputs, use_multimask
+from ..models.constants import LOW_RES, NO_OBJ_SCORE, NUM_MASKMEM
+from ..preprocessing import preprocess, to_model_frame
 from ..runtime.base import Runtime
-from ..testing import IMAGE_SIZE, preprocess
-from ..video import read_video, to_model_frame
-from .bank import NUM_MASKMEM, MemoryEntry, assemble_bank
-from .postprocess import (
-    NO_OBJ_SCORE,
-    fill_holes,
-    mask_downsample,
-    mask_logits_low_res,
-    mask_to_model_input,
-    non_overlap,
-    resize_logits,
-)
-from .session import FrameOutput, InferenceSession, ObjectOutput, PendingInput, PointPrompt
+from ..video import read_video
+from .bank import MemoryEntry, assemble_bank
+from .decisions import decide_outputs, use_multimask
+from .feeds import decoder_feeds, memory_encoder_feeds
+from .postprocess import fill_holes, mask_downsample, mask_logits_low_res, non_overlap, resize_logits
+from .prompts import parse_prompts
+from .session import COND, NONCOND, FrameOutput, InferenceSession, ObjectOutput, PendingInput, PointPrompt
 
-LOW_RES = 256
 MASK_PROMPT_CLAMP = 32.0
 STREAM_KEEP = 15  # tracked frames kept behind the latest one: pointers reach 15 frames back
 
@@ -107,7 +101,7 @@ class Tracker:
 
         ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` (``fp32``, ``fp16``)
         select among the bundle's artifacts; either may be omitted when the bundle holds only
-        one choice. ``path`` may also be a loaded :class:`~edgetam_export.exporters.bundle.Bundle`.
+        one choice. ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
         Other keyword arguments go to :class:`Tracker` (e.g. ``fill_hole_area``).
         """
         from ..runtime.loader import runtime_from_bundle
@@ -193,53 +187,25 @@ class Tracker:
                     "call reset_inference_session() first"
                 )
 
-        pending: list[PendingInput] = []
-        if input_masks is not None:
-            masks = _per_object_masks(input_masks, len(ids))
-            for oid, m in zip(ids, masks, strict=True):
-                pending.append(PendingInput(frame_idx, oid, mask=mask_to_model_input(m, IMAGE_SIZE)))
-        else:
-            points = (
-                _per_object(input_points, len(ids), depth=3, what="input_points")
-                if input_points is not None
-                else None
-            )
-            labels = (
-                _per_object(input_labels, len(ids), depth=2, what="input_labels")
-                if input_labels is not None
-                else None
-            )
-            boxes = _per_object_boxes(input_boxes, len(ids)) if input_boxes is not None else None
-            scale = np.array([IMAGE_SIZE / s.video_width, IMAGE_SIZE / s.video_height], np.float32)
-            for k, oid in enumerate(ids):
-                pts = np.zeros((0, 2), np.float32)
-                lab = np.zeros((0,), np.int64)
-                if points is not None:
-                    pts = np.asarray(points[k], dtype=np.float32).reshape(-1, 2)
-                    lab = np.asarray(labels[k], dtype=np.int64).reshape(-1)
-                    if pts.shape[0] != lab.shape[0]:
-                        raise ValueError(f"object {oid}: {pts.shape[0]} points but {lab.shape[0]} labels")
-                    if not np.isin(lab, (0, 1)).all():
-                        raise ValueError(
-                            f"object {oid}: point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}"
-                        )
-                if boxes is not None and boxes[k] is not None:
-                    if not clear_old_inputs:
-                        raise ValueError("a box must replace earlier inputs: use clear_old_inputs=True")
-                    pts = np.concatenate([boxes[k].reshape(2, 2), pts])
-                    lab = np.concatenate([np.array([2, 3]), lab])
-                if not np.isfinite(pts).all():
-                    raise ValueError(f"object {oid}: point/box coordinates must be finite")
-                if pts.shape[0] == 0:
-                    raise ValueError(f"object {oid}: no points or box given")
-                prompt = PointPrompt(pts * scale, lab)
-                n = pts.shape[0] + self._points_already_on(s, frame_idx, oid, clear_old_inputs)
+        pending = parse_prompts(
+            ids,
+            frame_idx,
+            (s.video_height, s.video_width),
+            input_points,
+            input_labels,
+            input_boxes,
+            input_masks,
+            clear_old_inputs,
+        )
+        for p in pending:
+            if p.points is not None:
+                n = len(p.points.labels) + self._points_already_on(s, frame_idx, p.obj_id, clear_old_inputs)
                 if n > self.max_points - 1:
                     raise ValueError(
-                        f"object {oid}: {n} points/box corners on frame {frame_idx}, but the exported prompt "
-                        f"decoder holds {self.max_points - 1} (+1 padding slot); export with a larger --max-points"
+                        f"object {p.obj_id}: {n} points/box corners on frame {frame_idx}, but the exported "
+                        f"prompt decoder holds {self.max_points - 1} (+1 padding slot); export with a larger "
+                        "--max-points"
                     )
-                pending.append(PendingInput(frame_idx, oid, points=prompt, clear_old=clear_old_inputs))
         for oid in ids:
             s.add_object(oid)
         s.pending.extend(pending)
@@ -264,15 +230,15 @@ class Tracker:
                 self._preflight(s)
                 return self._output(s, frame_idx, None)
             return self._output(s, frame_idx, self._consolidate(s, frame_idx, run_mem_encoder=False))
-        stored = s.outputs["cond"].get(frame_idx) or s.outputs["noncond"].get(frame_idx)
+        stored = s.outputs[COND].get(frame_idx) or s.outputs[NONCOND].get(frame_idx)
         if stored is not None:
             return self._output(s, frame_idx, stored)
         self._apply_pending(s)
         self._preflight(s)
-        if not s.outputs["cond"]:
+        if not s.outputs[COND]:
             raise ValueError("no prompts yet: add inputs with add_inputs_to_inference_session first")
         fo = self._track_frame(s, frame_idx, reverse)
-        s.outputs["noncond"][frame_idx] = fo
+        s.outputs[NONCOND][frame_idx] = fo
         s.frames_already_tracked[frame_idx] = reverse
         return self._output(s, frame_idx, fo)
 
@@ -291,10 +257,10 @@ class Tracker:
             )
         self._apply_pending(s)
         self._preflight(s)
-        if not s.outputs["cond"]:
+        if not s.outputs[COND]:
             raise ValueError("no prompts yet: add inputs with add_inputs_to_inference_session first")
         n = s.num_frames
-        start = min(s.outputs["cond"]) if start_frame_idx is None else int(start_frame_idx)
+        start = min(s.outputs[COND]) if start_frame_idx is None else int(start_frame_idx)
         self._check_frame_index(s, start)
         count = n if max_frame_num_to_track is None else int(max_frame_num_to_track)
         if count < 0:
@@ -306,13 +272,13 @@ class Tracker:
             end = min(start + count, n - 1)
             order = range(start, end + 1)
         for t in order:
-            if t in s.consolidated["cond"]:
-                fo = s.outputs["cond"][t]
-            elif t in s.consolidated["noncond"]:
-                fo = s.outputs["noncond"][t]
+            if t in s.consolidated[COND]:
+                fo = s.outputs[COND][t]
+            elif t in s.consolidated[NONCOND]:
+                fo = s.outputs[NONCOND][t]
             else:
                 fo = self._track_frame(s, t, reverse)
-                s.outputs["noncond"][t] = fo
+                s.outputs[NONCOND][t] = fo
             s.frames_already_tracked[t] = reverse
             yield self._output(s, t, fo)
 
@@ -350,7 +316,7 @@ class Tracker:
             items = [d[j] for j in keep]
             d.clear()
             d.update(enumerate(items))
-        for key in ("cond", "noncond"):
+        for key in (COND, NONCOND):
             for t, fo in list(s.outputs[key].items()):
                 s.outputs[key][t] = fo.take(keep)
         s.pending = [p for p in s.pending if p.obj_id != obj_id]
@@ -364,20 +330,20 @@ class Tracker:
         i = s.obj_idx(obj_id)
         s.point_inputs[i].pop(frame_idx, None)
         s.mask_inputs[i].pop(frame_idx, None)
-        s.temp[i]["cond"].pop(frame_idx, None)
-        s.temp[i]["noncond"].pop(frame_idx, None)
+        s.temp[i][COND].pop(frame_idx, None)
+        s.temp[i][NONCOND].pop(frame_idx, None)
         s.pending = [p for p in s.pending if not (p.frame_idx == frame_idx and p.obj_id == obj_id)]
         has_input = any(
             frame_idx in s.point_inputs[j] or frame_idx in s.mask_inputs[j] for j in range(len(s.obj_ids))
         )
         if not has_input:
-            s.consolidated["cond"].discard(frame_idx)
-            s.consolidated["noncond"].discard(frame_idx)
-            out = s.outputs["cond"].pop(frame_idx, None)
+            s.consolidated[COND].discard(frame_idx)
+            s.consolidated[NONCOND].discard(frame_idx)
+            out = s.outputs[COND].pop(frame_idx, None)
             if out is not None:
-                s.outputs["noncond"][frame_idx] = out
+                s.outputs[NONCOND][frame_idx] = out
                 s.frames_already_tracked.pop(frame_idx, None)
-            if not s.outputs["cond"]:
+            if not s.outputs[COND]:
                 s.reset_tracking_results()
 
     # ------------------------------------------------------------------ internals
@@ -437,15 +403,7 @@ class Tracker:
     def _decode(
         self, s, feats, pix, use_no_mem: bool, prompt: PointPrompt | None, mask_in: np.ndarray | None
     ):
-        feeds = {
-            "pix": pix,
-            "use_no_mem": np.full((1, 1), float(use_no_mem), np.float32),
-            "feat_s0": feats["feat_s0"],
-            "feat_s1": feats["feat_s1"],
-            **pack_points(prompt, self.max_points),
-            "mask_in": np.zeros((1, 1, LOW_RES, LOW_RES), np.float32) if mask_in is None else mask_in,
-            "has_mask": np.full((1, 1), 0.0 if mask_in is None else 1.0, np.float32),
-        }
+        feeds = decoder_feeds(feats, pix, use_no_mem, prompt, mask_in, self.max_points)
         return self._run(s, "prompt_decoder", feeds)
 
     def _object_entries(self, s: InferenceSession, i: int) -> tuple[dict, dict]:
@@ -456,7 +414,7 @@ class Tracker:
                 if fo.maskmem is not None
             }
 
-        return entries("cond"), entries("noncond")
+        return entries(COND), entries(NONCOND)
 
     def _memory_pix(self, s: InferenceSession, t: int, i: int, feats, reverse: bool) -> np.ndarray:
         cond, noncond = self._object_entries(s, i)
@@ -475,22 +433,14 @@ class Tracker:
         return self._run(s, "memory_attention", bank.feeds(feats["vis"]))["pix"]
 
     def _encode_memory(self, s: InferenceSession, feats, low_mask: np.ndarray, binarize: bool) -> np.ndarray:
-        out = self._run(
-            s,
-            "memory_encoder",
-            {
-                "vis": feats["vis"],
-                "mask_low": low_mask.reshape(1, 1, LOW_RES, LOW_RES),
-                "binarize": np.full((1, 1), float(binarize), np.float32),
-            },
-        )
+        out = self._run(s, "memory_encoder", memory_encoder_feeds(feats["vis"], low_mask, binarize))
         return out["mem"][0]
 
     def _previous_output(self, s: InferenceSession, i: int, t: int, key: str) -> ObjectOutput | None:
         out = s.temp[i][key].get(t)
         if out is not None:
             return out
-        for k in ("cond", "noncond"):
+        for k in (COND, NONCOND):
             fo = s.outputs[k].get(t)
             if fo is not None:
                 return ObjectOutput(
@@ -520,7 +470,7 @@ class Tracker:
         s.point_inputs[i][t] = prompt
         s.mask_inputs[i].pop(t, None)
         is_init = t not in s.frames_already_tracked
-        key = "cond" if is_init else "noncond"
+        key = COND if is_init else NONCOND
         prev = self._previous_output(s, i, t, key)
         mask_in = None if prev is None else np.clip(prev.pred_masks, -MASK_PROMPT_CLAMP, MASK_PROMPT_CLAMP)
         feats = self._features(s, t)
@@ -541,7 +491,7 @@ class Tracker:
         i, t = s.obj_idx(p.obj_id), p.frame_idx
         s.mask_inputs[i][t] = p.mask
         s.point_inputs[i].pop(t, None)
-        key = "cond" if t not in s.frames_already_tracked else "noncond"
+        key = COND if t not in s.frames_already_tracked else NONCOND
         feats = self._features(s, t)
         _, low = mask_logits_low_res(p.mask)
         c = self.runtime.constants
@@ -563,8 +513,8 @@ class Tracker:
         """Merge every object's latest output on frame ``t``; optionally (re)encode binarized memories."""
         n = len(s.obj_ids)
         if is_cond is None:
-            is_cond = any(t in s.temp[i]["cond"] for i in range(n))
-        key = "cond" if is_cond else "noncond"
+            is_cond = any(t in s.temp[i][COND] for i in range(n))
+        key = COND if is_cond else NONCOND
         masks = np.full((n, 1, LOW_RES, LOW_RES), NO_OBJ_SCORE, np.float32)
         ptrs = np.full((n, 256), NO_OBJ_SCORE, np.float32)
         scores = np.full((n, 1), 10.0, np.float32)
@@ -585,19 +535,19 @@ class Tracker:
 
     def _preflight(self, s: InferenceSession) -> None:
         """Consolidate prompted frames into the bank (official ``propagate_in_video_preflight``)."""
-        for key in ("noncond", "cond"):
+        for key in (NONCOND, COND):
             frames = sorted({t for i in s.temp for t in s.temp[i][key]})
             s.consolidated[key].update(frames)
             for t in frames:
-                s.outputs[key][t] = self._consolidate(s, t, run_mem_encoder=True, is_cond=key == "cond")
+                s.outputs[key][t] = self._consolidate(s, t, run_mem_encoder=True, is_cond=key is COND)
             for i in s.temp:
                 s.temp[i][key].clear()
-        for t in s.outputs["cond"]:
-            s.outputs["noncond"].pop(t, None)
-        s.consolidated["noncond"] -= s.consolidated["cond"]
+        for t in s.outputs[COND]:
+            s.outputs[NONCOND].pop(t, None)
+        s.consolidated[NONCOND] -= s.consolidated[COND]
         # Tracking starts with the first conditioning frame; a failed call without prompts
         # leaves the session open for new objects.
-        s.tracking_has_started = bool(s.outputs["cond"])
+        s.tracking_has_started = bool(s.outputs[COND])
 
     def _track_frame(self, s: InferenceSession, t: int, reverse: bool) -> FrameOutput:
         """Track every object on an unprompted frame (spec §4.6)."""
@@ -633,10 +583,10 @@ class Tracker:
         if any(p.frame_idx == t for p in s.pending):
             self._apply_pending(s, t)
             self._preflight(s)
-            fo = s.outputs["cond"].get(t) or s.outputs["noncond"][t]
-        elif s.outputs["cond"]:
+            fo = s.outputs[COND].get(t) or s.outputs[NONCOND][t]
+        elif s.outputs[COND]:
             fo = self._track_frame(s, t, reverse=False)
-            s.outputs["noncond"][t] = fo
+            s.outputs[NONCOND][t] = fo
         else:
             n = len(s.obj_ids)
             fo = FrameOutput(
@@ -653,84 +603,14 @@ class Tracker:
         if t >= 1:
             s.frames[t - 1] = None
         oldest = t - STREAM_KEEP
-        for f in [f for f in s.outputs["noncond"] if f < oldest]:
-            del s.outputs["noncond"][f]
-            s.consolidated["noncond"].discard(f)
-        for f in [f for f in s.frames_already_tracked if f < oldest and f not in s.outputs["cond"]]:
+        for f in [f for f in s.outputs[NONCOND] if f < oldest]:
+            del s.outputs[NONCOND][f]
+            s.consolidated[NONCOND].discard(f)
+        for f in [f for f in s.frames_already_tracked if f < oldest and f not in s.outputs[COND]]:
             del s.frames_already_tracked[f]
 
     def _output(self, s: InferenceSession, t: int, fo: FrameOutput | None) -> TrackerOutput:
         if fo is None:
-            fo = s.outputs["cond"].get(t) or s.outputs["noncond"][t]
+            fo = s.outputs[COND].get(t) or s.outputs[NONCOND][t]
         masks = non_overlap(fo.pred_masks) if self.non_overlap_masks else fo.pred_masks
         return TrackerOutput(t, list(s.obj_ids), masks.copy(), fo.object_score_logits.copy())
-
-
-def pack_points(prompt: PointPrompt | None, max_points: int) -> dict[str, np.ndarray]:
-    """Decoder point-slot feeds pt_xy (1,NP,2), pt_label (1,NP), pt_valid (1,NP) as numpy.
-
-    The slot layout is defined once, by :func:`edgetam_export.models.wrap_prompt_decoder.pack_points`
-    (user points, then the padding point, rest invalid). With no prompt the official model sees
-    one dummy point (0, 0, -1) plus the padding point: 2 not-a-point tokens.
-    """
-    from ..models.wrap_prompt_decoder import pack_points as pack_slots
-
-    if prompt is None or len(prompt.labels) == 0:
-        xy, labels = [(0.0, 0.0)], [-1]
-    else:
-        xy, labels = [tuple(p) for p in prompt.points.tolist()], prompt.labels.tolist()
-    pt_xy, pt_label, pt_valid = pack_slots(xy, labels, max_points=max_points)
-    return {"pt_xy": pt_xy.numpy(), "pt_label": pt_label.numpy(), "pt_valid": pt_valid.numpy()}
-
-
-# ---------------------------------------------------------------------- input parsing
-def _depth(x) -> int:
-    d = 0
-    while isinstance(x, (list, tuple, np.ndarray)) and len(x) > 0:
-        x = x[0]
-        d += 1
-    return d
-
-
-def _per_object(value, n_obj: int, depth: int, what: str) -> list:
-    """Accept Hugging Face's image-batched nesting (depth+1) or per-object nesting (depth)."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    d = _depth(value)
-    if d == depth + 1:
-        if len(value) != 1:
-            raise ValueError(f"{what}: only one image per call is supported, got {len(value)}")
-        value = value[0]
-    elif d != depth:
-        raise ValueError(f"{what}: expected {depth + 1} nested levels [image][object]..., got {d}")
-    if len(value) != n_obj:
-        raise ValueError(f"{what}: {len(value)} objects given for {n_obj} obj_ids")
-    return list(value)
-
-
-def _per_object_boxes(value, n_obj: int) -> list[np.ndarray]:
-    boxes = _per_object(value, n_obj, depth=2, what="input_boxes")
-    out = []
-    for b in boxes:
-        b = np.asarray(b, np.float32).reshape(-1)
-        if b.shape != (4,):
-            raise ValueError(f"input_boxes: each box is [x0, y0, x1, y1], got {b.tolist()}")
-        if b[2] < b[0] or b[3] < b[1]:
-            raise ValueError(f"input_boxes: box {b.tolist()} has x1 < x0 or y1 < y0")
-        out.append(b)
-    return out
-
-
-def _per_object_masks(value, n_obj: int) -> list[np.ndarray]:
-    arr = (
-        value if isinstance(value, (list, tuple)) else [value] if np.asarray(value).ndim == 2 else list(value)
-    )
-    if len(arr) != n_obj:
-        raise ValueError(f"input_masks: {len(arr)} masks given for {n_obj} obj_ids")
-    out = []
-    for m in arr:
-        m = np.asarray(m)
-        if m.ndim != 2:
-            raise ValueError(f"input_masks: each mask must be (H, W), got shape {m.shape}")
-        out.append(m > 0 if m.dtype != bool else m)
-    return out

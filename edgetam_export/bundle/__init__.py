@@ -1,0 +1,31 @@
+"""Self-describing, checksummed export bundles: the manifest format, reading and verifying, atomic writing."""
+
+from .manifest import (
+    CONSTANTS,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    Bundle,
+    BundleError,
+    load_bundle,
+    read_manifest,
+)
+from .reference import build_reference, bundle_reference, bundle_state_dict, weights_info
+from .write import export_bundle, write_bundle
+
+__all__ = [
+    "CONSTANTS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "Bundle",
+    "BundleError",
+    "build_reference",
+    "bundle_reference",
+    "bundle_state_dict",
+    "export_bundle",
+    "load_bundle",
+    "read_manifest",
+    "weights_info",
+    "write_bundle",
+]

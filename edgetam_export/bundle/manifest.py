@@ -1,0 +1,206 @@
+"""The bundle format: manifest fields, reading a bundle back, and verifying every file's checksum.
+
+Layout (deterministic names)::
+
+    <out>/
+      manifest.json                      format version, contracts, preprocessing, options,
+                                         weights provenance, tool versions, artifacts, sha256 of every file
+      constants.npz                      host-side constants (EdgeTAM.host_constants(), float32)
+      <backend>/<graph>.<precision><ext> e.g. onnx/image_encoder.fp32.onnx,
+                                         coreml/prompt_decoder.fp16.mlpackage (a directory)
+
+:func:`load_bundle` verifies every checksum and refuses missing, modified or unlisted
+artifact files. Writing lives in :mod:`edgetam_export.bundle.write`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import file_sha256
+from ..models.constants import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+from ..models.contracts import Contract
+
+FORMAT = "edgetam-export-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CONSTANTS = "constants.npz"
+TOOLS = ("torch", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy", "edgetam-export")
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, malformed, tampered with, or does not hold what was asked for."""
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the export/runtime toolchain (``"not installed"`` for missing packages)."""
+    out = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def preprocessing_info() -> dict:
+    """How a video frame becomes the ``image_encoder`` input (docs/ARCHITECTURE.md, preprocessing)."""
+    from ..preprocessing import RESIZE_POLICY
+
+    return {
+        "image_size": IMAGE_SIZE,
+        "resize": RESIZE_POLICY,
+        "color": "RGB",
+        "scale": "1/255",
+        "mean": list(PIXEL_MEAN),
+        "std": list(PIXEL_STD),
+        "input_layout": "NCHW float32 (1, 3, 1024, 1024): (rgb / 255 - mean) / std",
+        "keep_original_size": "masks are resized back to the original H x W on the host",
+    }
+
+
+def files_below(root: Path, skip: set[str]) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).as_posix() not in skip
+    )
+
+
+@dataclass
+class Bundle:
+    """A verified bundle: manifest, contracts, host constants and artifact lookup."""
+
+    root: Path
+    manifest: dict
+    contracts: dict[str, Contract]
+    constants: dict[str, np.ndarray]
+    options: dict
+    artifacts: list[dict] = field(default_factory=list)
+
+    @property
+    def backends(self) -> list[str]:
+        return sorted({a["backend"] for a in self.artifacts})
+
+    def precisions(self, backend: str) -> list[str]:
+        return sorted({a["precision"] for a in self.artifacts if a["backend"] == backend})
+
+    def select(self, backend: str | None = None, precision: str | None = None) -> tuple[str, str]:
+        """Resolve ``(backend, precision)``; either may be None if the bundle holds only one choice."""
+        backends = self.backends
+        if backend is None:
+            if len(backends) != 1:
+                raise BundleError(f"{self.root}: bundle holds backends {backends}; choose one with backend=")
+            backend = backends[0]
+        elif backend not in backends:
+            raise BundleError(f"{self.root}: no {backend!r} artifacts in this bundle (it holds {backends})")
+        precisions = self.precisions(backend)
+        if precision is None:
+            if len(precisions) != 1:
+                raise BundleError(
+                    f"{self.root}: {backend} artifacts exist at {precisions}; choose one with precision="
+                )
+            precision = precisions[0]
+        elif precision not in precisions:
+            raise BundleError(
+                f"{self.root}: no {backend} artifacts at {precision!r} (available: {precisions})"
+            )
+        return backend, precision
+
+    def artifact(self, backend: str, graph: str, precision: str) -> dict:
+        """The manifest entry of one artifact (``path`` is relative to :attr:`root`)."""
+        for a in self.artifacts:
+            if (a["backend"], a["graph"], a["precision"]) == (backend, graph, precision):
+                return a
+        raise BundleError(f"{self.root}: no {backend} {precision} artifact for graph {graph!r}")
+
+    def artifact_path(self, backend: str, graph: str, precision: str) -> Path:
+        return self.root / self.artifact(backend, graph, precision)["path"]
+
+    @property
+    def weights(self) -> dict:
+        return dict(self.manifest.get("weights", {}))
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Parse ``<bundle>/manifest.json`` (no checksum verification) with clear errors."""
+    root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"bundle not found: {root} is not a directory")
+    mf = root / MANIFEST
+    if not mf.is_file():
+        raise BundleError(f"{root} is not a bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"{mf}: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{mf}: not an {FORMAT} manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleError(
+            f"{mf}: format_version {version!r} is not supported (this package reads <= {FORMAT_VERSION})"
+        )
+    for key in ("graphs", "artifacts", "files", "constants", "options", "weights"):
+        if key not in manifest:
+            raise BundleError(f"{mf}: missing field {key!r}")
+    return manifest
+
+
+def verify_files(root: str | os.PathLike, manifest: dict) -> None:
+    """Raise :class:`BundleError` naming the first missing, modified or unlisted artifact file."""
+    root = Path(root)
+    files: dict = manifest["files"]
+    for rel, digest in sorted(files.items()):
+        p = root / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise BundleError(f"{root}: manifest lists a path outside the bundle: {rel}")
+        if not p.is_file():
+            raise BundleError(f"{root}: file {rel} listed in the manifest is missing")
+        actual = file_sha256(p)
+        if actual != digest:
+            raise BundleError(
+                f"{root}: file {rel} was modified (sha256 {actual[:16]}..., manifest says {digest[:16]}...)"
+            )
+    backend_dirs = {a["path"].split("/", 1)[0] for a in manifest["artifacts"]}
+    for d in sorted(backend_dirs):
+        if not (root / d).is_dir():
+            continue
+        for rel in files_below(root, set()):
+            if rel.startswith(d + "/") and rel not in files:
+                raise BundleError(f"{root}: file {rel} is not listed in the manifest (unexpected file)")
+    for a in manifest["artifacts"]:
+        if not (root / a["path"]).exists():
+            raise BundleError(f"{root}: artifact {a['path']} is missing")
+    if manifest["constants"]["file"] not in files:
+        raise BundleError(f"{root}: {manifest['constants']['file']} has no checksum in the manifest")
+
+
+def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
+    """Read a bundle, verify every file's sha256 (unless ``verify=False``), load contracts and constants.
+
+    ``path`` is the bundle folder (or its ``manifest.json``).
+    """
+    root = Path(path)
+    if root.name == MANIFEST and root.is_file():
+        root = root.parent
+    manifest = read_manifest(root)
+    if verify:
+        verify_files(root, manifest)
+    contracts = {name: Contract.from_dict(d) for name, d in manifest["graphs"].items()}
+    const_path = root / manifest["constants"]["file"]
+    try:
+        with np.load(const_path, allow_pickle=False) as z:
+            constants = {k: z[k].astype(np.float32) for k in z.files}
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{root}: cannot read {manifest['constants']['file']}: {e}") from e
+    return Bundle(
+        root, manifest, contracts, constants, dict(manifest["options"]), list(manifest["artifacts"])
+    )

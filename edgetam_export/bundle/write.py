@@ -1,0 +1,221 @@
+"""Writing bundles: export every graph with every backend into a temporary folder, then rename it into place.
+
+``<out>`` is therefore always either the previous bundle or the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import PRECISIONS
+from ..exporters.base import ArtifactReport, Exporter, get_exporter
+from ..fileio import file_sha256, replace_path, temp_sibling, write_json_atomic
+from ..models.contracts import ExportModule
+from ..models.submodules import SUBMODULE_NAMES, export_options, export_submodules
+from .manifest import (
+    CONSTANTS,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    Bundle,
+    BundleError,
+    files_below,
+    load_bundle,
+    preprocessing_info,
+    tool_versions,
+)
+from .reference import build_reference
+
+# Progress callback: (backend, graph, precision, report or None when the export starts).
+Progress = Callable[[str, str, str, ArtifactReport | None], None]
+
+
+def _normalise_precisions(exporters: Sequence[Exporter], precisions: Sequence[str] | None) -> dict:
+    out = {}
+    for e in exporters:
+        ps = list(dict.fromkeys(precisions)) if precisions else [e.default_precision]
+        for p in ps:
+            if p not in PRECISIONS:
+                raise ValueError(f"precision must be one of {PRECISIONS}, got {p!r}")
+        out[e.name] = ps
+    return out
+
+
+def _prepare_target(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise BundleError(f"refusing to replace {out}: it is not empty and holds no {MANIFEST}")
+
+
+def write_bundle(
+    out: str | os.PathLike,
+    modules: Mapping[str, ExportModule],
+    exporters: Sequence[Exporter | str],
+    *,
+    constants: Mapping[str, np.ndarray],
+    weights: dict,
+    options: dict,
+    precisions: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> Bundle:
+    """Export every module with every exporter and write a bundle to ``out`` atomically.
+
+    Args:
+        modules: ``{graph name: ExportModule}`` (e.g. ``export_submodules(model)``).
+        exporters: exporter instances or registry names.
+        constants: host constants ``{name: array}``, stored as float32 in ``constants.npz``.
+        weights: provenance, e.g. ``{"source": "synthetic", "salt": 0, ...}`` or
+            ``{"source": "checkpoint", "path": ..., "sha256": ...}``.
+        options: export options (``max_points``, slot counts, ...), exposed by runtimes.
+        precisions: precisions to export for every backend; None = each backend's default
+            (Core ML fp16, ExecuTorch fp32, ONNX fp32).
+        progress: called before (report None) and after each artifact.
+
+    Returns the verified :class:`Bundle` (as :func:`load_bundle` reads it back).
+    """
+    out = Path(out)
+    exporters = [get_exporter(e) if isinstance(e, str) else e for e in exporters]
+    names = [e.name for e in exporters]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each backend may appear once, got {names}")
+    if not modules:
+        raise ValueError("no modules to export")
+    for e in exporters:
+        e.check_available()
+    plan = _normalise_precisions(exporters, precisions)
+    _prepare_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(out)
+    tmp.mkdir()
+    try:
+        arrays = {
+            k: np.ascontiguousarray(np.asarray(_numpy(v), dtype=np.float32)) for k, v in constants.items()
+        }
+        np.savez(tmp / CONSTANTS, **arrays)
+        artifacts = []
+        t_start = time.perf_counter()
+        for e in exporters:
+            for precision in plan[e.name]:
+                for graph, module in modules.items():
+                    if progress:
+                        progress(e.name, graph, precision, None)
+                    rel = f"{e.name}/{e.artifact_name(graph, precision)}"
+                    report = e.export(
+                        module, tmp / rel, precision, metadata=_artifact_metadata(weights, graph)
+                    )
+                    entry = report.as_dict()
+                    entry["path"] = rel
+                    artifacts.append(entry)
+                    if progress:
+                        progress(e.name, graph, precision, report)
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_by": f"edgetam-export {_package_version()}",
+            "command": " ".join(sys.argv) if sys.argv else "",
+            "graphs": {name: m.contract.as_dict() for name, m in modules.items()},
+            "preprocessing": preprocessing_info(),
+            "constants": {
+                "file": CONSTANTS,
+                "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+            },
+            "options": _jsonable(options),
+            "weights": _jsonable(weights),
+            "backends": {
+                e.name: {"options": e.options(), "precisions": plan[e.name], "suffix": e.suffix}
+                for e in exporters
+            },
+            "artifacts": artifacts,
+            "export_seconds_total": round(time.perf_counter() - t_start, 3),
+            "tools": tool_versions(),
+            "files": {rel: file_sha256(tmp / rel) for rel in files_below(tmp, {MANIFEST})},
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+        replace_path(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_bundle(out)
+
+
+def _artifact_metadata(weights: dict, graph: str) -> dict[str, str]:
+    src = weights.get("source", "unknown")
+    if src == "synthetic":
+        desc = f"synthetic (recipe {weights.get('recipe', '?')}, salt {weights.get('salt', '?')}; not a trained model)"
+    elif src == "checkpoint":
+        desc = f"checkpoint {Path(str(weights.get('path', '?'))).name} sha256 {weights.get('sha256', '?')}"
+    else:
+        desc = str(src)
+    return {"weights": desc, "com.edgetam.weights": json.dumps(_jsonable(weights), sort_keys=True)}
+
+
+def _package_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _numpy(v):
+    if hasattr(v, "detach"):
+        return v.detach().cpu().numpy()
+    return v
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def export_bundle(
+    out: str | os.PathLike,
+    backends: Sequence[str | Exporter],
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    salt: int | None = None,
+    precisions: Sequence[str] | None = None,
+    max_points: int = 8,
+    max_cond_frames: int = 2,
+    max_obj_ptrs: int = 16,
+    fuse: bool = True,
+    graphs: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> Bundle:
+    """Build EdgeTAM (checkpoint, or synthetic weights of ``salt``; default synthetic salt 0),
+    wrap the four graphs and write a bundle with ``backends`` to ``out``.
+
+    ``graphs`` limits the export to a subset of the four graphs (for tests and debugging).
+    """
+    # Cheap checks first: building the reference takes seconds.
+    _prepare_target(Path(out))
+    if graphs is not None:
+        unknown = sorted(set(graphs) - set(SUBMODULE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown graphs {unknown}; choose from {list(SUBMODULE_NAMES)}")
+    model, _, weights = build_reference(checkpoint, salt)
+    modules = export_submodules(
+        model, fuse=fuse, max_points=max_points, max_cond_frames=max_cond_frames, max_obj_ptrs=max_obj_ptrs
+    )
+    # Options describe the whole configuration (all four graphs), even for a subset export.
+    options = export_options(modules, fuse, max_points, max_cond_frames, max_obj_ptrs)
+    if graphs is not None:
+        modules = {k: v for k, v in modules.items() if k in graphs}
+    return write_bundle(
+        out,
+        modules,
+        list(backends),
+        constants={k: v for k, v in model.host_constants().items()},
+        weights=weights,
+        options=options,
+        precisions=precisions,
+        progress=progress,
+    )
