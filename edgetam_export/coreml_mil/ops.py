@@ -24,12 +24,14 @@ Precision model (what "compute precision" means here):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .resize_ops import RESIZE_KERNELS
+from .values import OpInputs
 
 __all__ = ["KERNELS", "VALUE_INFERENCE_OPS", "OpInputs"]
 
@@ -66,51 +68,6 @@ VALUE_INFERENCE_OPS = frozenset(
         "reduce_argmax",
     }
 )
-
-
-class OpInputs(dict):
-    """``{input name: value}`` of one op: numpy arrays, numpy/python scalars, strings, or tuples.
-
-    Constant inputs carry their stored dtype (fp16 weights stay fp16 here); :meth:`t` gives
-    every floating input as an fp32 torch tensor (exact upcast) for computation.
-    """
-
-    def t(self, name: str) -> torch.Tensor | None:
-        """Input ``name`` as a float32 torch tensor (None when the optional input is absent)."""
-        v = self.get(name)
-        return None if v is None else to_f32(v)
-
-    def val(self, name: str, default=None):
-        """Raw value of input ``name`` (``default`` when absent)."""
-        v = self.get(name)
-        return default if v is None else v
-
-    def ints(self, name: str, default=None) -> list[int] | None:
-        """Integer list of a const input (e.g. ``strides``), ``default`` when absent."""
-        v = self.get(name)
-        if v is None:
-            return default
-        return [int(i) for i in np.atleast_1d(np.asarray(v))]
-
-    def scalar(self, name: str, default=None):
-        """Python scalar of a const scalar input (``default`` when absent)."""
-        v = self.get(name)
-        if v is None:
-            return default
-        v = np.asarray(v)
-        return v.item() if v.ndim == 0 else v.reshape(-1)[0].item()
-
-
-def to_f32(v) -> torch.Tensor:
-    """Any numeric value -> float32 torch tensor (zero-copy for contiguous fp32 numpy arrays)."""
-    if isinstance(v, torch.Tensor):
-        return v.float()
-    a = np.asarray(v)
-    if a.dtype != np.float32:
-        a = a.astype(np.float32)
-    if any(s < 0 for s in a.strides):
-        a = np.ascontiguousarray(a)
-    return torch.from_numpy(a)
 
 
 def _is_float_out(op) -> bool:
@@ -362,129 +319,6 @@ def _instance_norm(op, a: OpInputs):
     return y
 
 
-# --------------------------------------------------------------------------- resizing
-def _lerp_axis(x: torch.Tensor, axis: int, grid: np.ndarray) -> torch.Tensor:
-    """Linear interpolation of ``x`` along ``axis`` at fractional source positions ``grid``."""
-    n = x.shape[axis]
-    g = np.clip(grid, 0.0, n - 1)
-    i0 = np.floor(g).astype(np.int64)
-    i1 = np.minimum(i0 + 1, n - 1)
-    w = torch.from_numpy((g - i0).astype(np.float32))
-    shape = [1] * x.dim()
-    shape[axis] = -1
-    w = w.reshape(shape)
-    x0 = torch.index_select(x, axis, torch.from_numpy(i0))
-    x1 = torch.index_select(x, axis, torch.from_numpy(i1))
-    return x0 + (x1 - x0) * w
-
-
-def _grid(n_in: int, n_out: int, mode: str) -> np.ndarray:
-    """Source sample positions (float64) of the MIL bilinear sampling modes (see MIL docs)."""
-    i = np.arange(n_out, dtype=np.float64)
-    if mode in ("STRICT_ALIGN_CORNERS", "ALIGN_CORNERS"):
-        if n_out == 1:
-            return np.array([(n_in - 1) / 2.0 if mode == "ALIGN_CORNERS" else 0.0])
-        return i * (n_in - 1) / (n_out - 1)
-    if mode == "UNALIGN_CORNERS":
-        s = n_in / n_out
-        return i * s + 0.5 * s - 0.5
-    if mode == "DEFAULT":
-        if n_out == 1:
-            return np.zeros(1)
-        return i * (n_in - n_in / n_out) / (n_out - 1)
-    if mode == "OFFSET_CORNERS":
-        delta = max(1, n_in - 1) / n_out
-        return 0.5 * delta + i * delta
-    if mode == "HALF_PIXEL_NO_ALIGN":  # align_corners=False, half_pixel_centers=False
-        return i * (n_in / n_out)
-    raise NotImplementedError(f"bilinear sampling mode {mode!r}")
-
-
-def _bilinear(x: torch.Tensor, out_h: int, out_w: int, mode: str) -> torch.Tensor:
-    """Separable bilinear resize of the last two axes in fp32 (H pass, then W pass)."""
-    h, w = x.shape[-2:]
-    y = _lerp_axis(x, x.dim() - 2, _grid(h, out_h, mode))
-    return _lerp_axis(y, x.dim() - 1, _grid(w, out_w, mode))
-
-
-def _upsample_bilinear(op, a: OpInputs):
-    """``upsample_bilinear``: output floor(H*sh) x floor(W*sw); the scale is recomputed from the sizes."""
-    x = a.t("x")
-    h, w = x.shape[-2:]
-    oh = math.floor(h * a.scalar("scale_factor_height", 1))
-    ow = math.floor(w * a.scalar("scale_factor_width", 1))
-    align = bool(a.val("align_corners", True))
-    half = a.val("half_pixel_centers")
-    half = (not align) if half is None else bool(half)
-    if align:
-        mode = "STRICT_ALIGN_CORNERS"
-    else:
-        mode = "UNALIGN_CORNERS" if half else "HALF_PIXEL_NO_ALIGN"
-    return _bilinear(x, oh, ow, mode)
-
-
-def _resize_bilinear(op, a: OpInputs):
-    x = a.t("x")
-    return _bilinear(
-        x,
-        int(a.scalar("target_size_height", 1)),
-        int(a.scalar("target_size_width", 1)),
-        a.val("sampling_mode", "DEFAULT"),
-    )
-
-
-def _nearest(x: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ih = np.minimum(np.floor(np.arange(oh) * (h / oh)).astype(np.int64), h - 1)
-    iw = np.minimum(np.floor(np.arange(ow) * (w / ow)).astype(np.int64), w - 1)
-    y = torch.index_select(x, x.dim() - 2, torch.from_numpy(ih))
-    return torch.index_select(y, x.dim() - 1, torch.from_numpy(iw))
-
-
-def _upsample_nearest_neighbor(op, a: OpInputs):
-    x = a.t("x")
-    h, w = x.shape[-2:]
-    oh = math.floor(h * a.scalar("scale_factor_height", 1))
-    ow = math.floor(w * a.scalar("scale_factor_width", 1))
-    return _nearest(x, oh, ow)
-
-
-def _crop(op, a: OpInputs):
-    """``crop(x (*, H, W), crop_height [top, bottom], crop_width [left, right])``: a view, values unchanged."""
-    x = np.asarray(a["x"])
-    (t, b), (l, r) = a.ints("crop_height"), a.ints("crop_width")
-    h, w = x.shape[-2:]
-    return x[..., t : h - b, l : w - r]
-
-
-# --------------------------------------------------------------------------- pooling
-def _pool(kind: str) -> Callable:
-    def kernel(op, a: OpInputs):
-        x = a.t("x")
-        nd = x.dim() - 2
-        k = a.ints("kernel_sizes")
-        s = a.ints("strides", [1] * nd)
-        pad_type = a.val("pad_type", "valid")
-        if pad_type == "valid":
-            pads = [0] * (2 * nd)
-        elif pad_type == "custom":
-            pads = a.ints("pad", [0] * (2 * nd))
-        else:
-            raise NotImplementedError(f"{kind}_pool pad_type {pad_type!r}")
-        ceil_mode = bool(a.val("ceil_mode", False))
-        if any(pads[2 * i] != pads[2 * i + 1] for i in range(nd)):
-            raise NotImplementedError(f"{kind}_pool with asymmetric padding")
-        padding = [pads[2 * i] for i in range(nd)]
-        if kind == "max":
-            fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
-            return fn(x, k, s, padding, ceil_mode=ceil_mode)
-        fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
-        exclude = bool(a.val("exclude_padding_from_average", False))
-        return fn(x, k, s, padding, ceil_mode=ceil_mode, count_include_pad=not exclude)
-
-    return kernel
-
-
 def _relu6(x):
     return torch.clamp(x, 0.0, 6.0)
 
@@ -537,10 +371,5 @@ KERNELS: dict[str, Callable] = {
     "reduce_max": _reduce(_reduce_max),
     "reduce_min": _reduce(_reduce_min),
     # resizing / pooling
-    "upsample_bilinear": _upsample_bilinear,
-    "resize_bilinear": _resize_bilinear,
-    "upsample_nearest_neighbor": _upsample_nearest_neighbor,
-    "crop": _crop,
-    "avg_pool": _pool("avg"),
-    "max_pool": _pool("max"),
+    **RESIZE_KERNELS,
 }

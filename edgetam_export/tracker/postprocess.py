@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -74,3 +76,22 @@ def mask_downsample(mask_1024: np.ndarray, weight: np.ndarray, bias: np.ndarray)
     """The model's ``mask_downsample`` conv (k4, s4) on the host: (1,1,1024,1024) -> (1,1,256,256)."""
     out = F.conv2d(torch.from_numpy(mask_1024), torch.from_numpy(weight), torch.from_numpy(bias), stride=4)
     return out.numpy()
+
+
+def post_process_masks(
+    masks: Sequence[np.ndarray],
+    original_sizes: Sequence[Sequence[int]],
+    binarize: bool = True,
+    mask_threshold: float = 0.0,
+) -> list[np.ndarray]:
+    """Resize low-res logits (N, 1, 256, 256) to each (H, W) (bilinear); optionally ``> threshold``."""
+    if len(masks) != len(original_sizes):
+        raise ValueError(f"{len(masks)} mask batches but {len(original_sizes)} sizes")
+    out = []
+    for m, (h, w) in zip(masks, original_sizes, strict=True):
+        m = np.asarray(m, np.float32)
+        if m.ndim != 4:
+            raise ValueError(f"expected (N, 1, h, w) masks, got shape {m.shape}")
+        r = resize_logits(m, (int(h), int(w)))
+        out.append(r > mask_threshold if binarize else r)
+    return out

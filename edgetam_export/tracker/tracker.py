@@ -24,14 +24,13 @@ from ..preprocessing import preprocess, to_model_frame
 from ..runtime.base import Runtime
 from ..video import read_video
 from .bank import MemoryEntry, assemble_bank
-from .decisions import decide_outputs, use_multimask
+from .decisions import decide_outputs
+from .editing import clear_prompts_in_frame, prune_stream, remove_object
 from .feeds import decoder_feeds, memory_encoder_feeds
-from .postprocess import fill_holes, mask_downsample, mask_logits_low_res, non_overlap, resize_logits
+from .postprocess import fill_holes, non_overlap, post_process_masks
+from .prompting import PromptingMixin
 from .prompts import parse_prompts
-from .session import COND, NONCOND, FrameOutput, InferenceSession, ObjectOutput, PendingInput, PointPrompt
-
-MASK_PROMPT_CLAMP = 32.0
-STREAM_KEEP = 15  # tracked frames kept behind the latest one: pointers reach 15 frames back
+from .session import COND, NONCOND, FrameOutput, InferenceSession, PointPrompt
 
 
 @dataclass
@@ -47,7 +46,7 @@ class TrackerOutput:
     object_score_logits: np.ndarray
 
 
-class Tracker:
+class Tracker(PromptingMixin):
     """Tracks objects through a video with any runtime that executes the four EdgeTAM graphs.
 
     Args:
@@ -290,61 +289,17 @@ class Tracker:
         mask_threshold: float = 0.0,
     ) -> list[np.ndarray]:
         """Resize low-res logits (N, 1, 256, 256) to each (H, W) (bilinear); optionally ``> threshold``."""
-        if len(masks) != len(original_sizes):
-            raise ValueError(f"{len(masks)} mask batches but {len(original_sizes)} sizes")
-        out = []
-        for m, (h, w) in zip(masks, original_sizes, strict=True):
-            m = np.asarray(m, np.float32)
-            if m.ndim != 4:
-                raise ValueError(f"expected (N, 1, h, w) masks, got shape {m.shape}")
-            r = resize_logits(m, (int(h), int(w)))
-            out.append(r > mask_threshold if binarize else r)
-        return out
+        return post_process_masks(masks, original_sizes, binarize, mask_threshold)
 
     def remove_object(self, inference_session: InferenceSession, obj_id: int) -> list[int]:
         """Remove an object and its inputs and results; returns the remaining object ids."""
-        s = inference_session
-        i = s.obj_idx(obj_id)
-        if len(s.obj_ids) == 1:
-            s.reset_inference_session()
-            return []
-        for t in sorted(set(s.point_inputs[i]) | set(s.mask_inputs[i])):
-            self.clear_all_prompts_in_frame(s, t, obj_id)
-        keep = [j for j in range(len(s.obj_ids)) if j != i]
-        s.obj_ids.pop(i)
-        for d in (s.point_inputs, s.mask_inputs, s.temp):
-            items = [d[j] for j in keep]
-            d.clear()
-            d.update(enumerate(items))
-        for key in (COND, NONCOND):
-            for t, fo in list(s.outputs[key].items()):
-                s.outputs[key][t] = fo.take(keep)
-        s.pending = [p for p in s.pending if p.obj_id != obj_id]
-        return list(s.obj_ids)
+        return remove_object(inference_session, obj_id)
 
     def clear_all_prompts_in_frame(
         self, inference_session: InferenceSession, frame_idx: int, obj_id: int
     ) -> None:
         """Remove ``obj_id``'s inputs on ``frame_idx``; a frame left without inputs stops conditioning."""
-        s = inference_session
-        i = s.obj_idx(obj_id)
-        s.point_inputs[i].pop(frame_idx, None)
-        s.mask_inputs[i].pop(frame_idx, None)
-        s.temp[i][COND].pop(frame_idx, None)
-        s.temp[i][NONCOND].pop(frame_idx, None)
-        s.pending = [p for p in s.pending if not (p.frame_idx == frame_idx and p.obj_id == obj_id)]
-        has_input = any(
-            frame_idx in s.point_inputs[j] or frame_idx in s.mask_inputs[j] for j in range(len(s.obj_ids))
-        )
-        if not has_input:
-            s.consolidated[COND].discard(frame_idx)
-            s.consolidated[NONCOND].discard(frame_idx)
-            out = s.outputs[COND].pop(frame_idx, None)
-            if out is not None:
-                s.outputs[NONCOND][frame_idx] = out
-                s.frames_already_tracked.pop(frame_idx, None)
-            if not s.outputs[COND]:
-                s.reset_tracking_results()
+        clear_prompts_in_frame(inference_session, frame_idx, obj_id)
 
     # ------------------------------------------------------------------ internals
     def _run(self, s: InferenceSession, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -436,119 +391,6 @@ class Tracker:
         out = self._run(s, "memory_encoder", memory_encoder_feeds(feats["vis"], low_mask, binarize))
         return out["mem"][0]
 
-    def _previous_output(self, s: InferenceSession, i: int, t: int, key: str) -> ObjectOutput | None:
-        out = s.temp[i][key].get(t)
-        if out is not None:
-            return out
-        for k in (COND, NONCOND):
-            fo = s.outputs[k].get(t)
-            if fo is not None:
-                return ObjectOutput(
-                    fo.pred_masks[i : i + 1], fo.obj_ptr[i : i + 1], fo.object_score_logits[i : i + 1]
-                )
-        return None
-
-    def _apply_pending(self, s: InferenceSession, frame_idx: int | None = None) -> None:
-        todo = [p for p in s.pending if frame_idx is None or p.frame_idx == frame_idx]
-        s.pending = [p for p in s.pending if p not in todo]
-        for p in todo:
-            if p.mask is not None:
-                self._apply_mask(s, p)
-            else:
-                self._apply_points(s, p)
-
-    def _apply_points(self, s: InferenceSession, p: PendingInput) -> None:
-        """Official ``add_new_points_or_box`` for one object."""
-        i, t = s.obj_idx(p.obj_id), p.frame_idx
-        old = s.point_inputs[i].get(t)
-        if p.clear_old or old is None:
-            prompt = p.points
-        else:
-            prompt = PointPrompt(
-                np.concatenate([old.points, p.points.points]), np.concatenate([old.labels, p.points.labels])
-            )
-        s.point_inputs[i][t] = prompt
-        s.mask_inputs[i].pop(t, None)
-        is_init = t not in s.frames_already_tracked
-        key = COND if is_init else NONCOND
-        prev = self._previous_output(s, i, t, key)
-        mask_in = None if prev is None else np.clip(prev.pred_masks, -MASK_PROMPT_CLAMP, MASK_PROMPT_CLAMP)
-        feats = self._features(s, t)
-        if is_init:
-            pix, use_no_mem = feats["vis"], True
-        else:
-            pix, use_no_mem = self._memory_pix(s, t, i, feats, s.frames_already_tracked[t]), False
-        dec = self._decode(s, feats, pix, use_no_mem, prompt, mask_in)
-        d = decide_outputs(dec, self.no_obj_ptr, multimask=use_multimask(len(prompt.labels)))
-        s.temp[i][key][t] = ObjectOutput(
-            fill_holes(d.low_res_mask[None], self.fill_hole_area),
-            d.ptr[None],
-            np.array([[d.obj_score]], np.float32),
-        )
-
-    def _apply_mask(self, s: InferenceSession, p: PendingInput) -> None:
-        """Official ``add_new_mask``: the mask is the output; the pointer comes from the decoder on raw vis."""
-        i, t = s.obj_idx(p.obj_id), p.frame_idx
-        s.mask_inputs[i][t] = p.mask
-        s.point_inputs[i].pop(t, None)
-        key = COND if t not in s.frames_already_tracked else NONCOND
-        feats = self._features(s, t)
-        _, low = mask_logits_low_res(p.mask)
-        c = self.runtime.constants
-        dense_in = mask_downsample(p.mask, c["mask_downsample_weight"], c["mask_downsample_bias"])
-        dec = self._decode(s, feats, feats["vis"], False, None, dense_in)
-        d = decide_outputs(dec, self.no_obj_ptr, multimask=False)
-        appear = bool((p.mask > 0).any())
-        ptr = d.ptr if appear else self.no_obj_ptr.copy()
-        score = 10.0 if appear else -10.0
-        s.temp[i][key][t] = ObjectOutput(
-            fill_holes(low.astype(np.float32), self.fill_hole_area),
-            ptr[None],
-            np.array([[score]], np.float32),
-        )
-
-    def _consolidate(
-        self, s: InferenceSession, t: int, run_mem_encoder: bool, is_cond: bool | None = None
-    ) -> FrameOutput:
-        """Merge every object's latest output on frame ``t``; optionally (re)encode binarized memories."""
-        n = len(s.obj_ids)
-        if is_cond is None:
-            is_cond = any(t in s.temp[i][COND] for i in range(n))
-        key = COND if is_cond else NONCOND
-        masks = np.full((n, 1, LOW_RES, LOW_RES), NO_OBJ_SCORE, np.float32)
-        ptrs = np.full((n, 256), NO_OBJ_SCORE, np.float32)
-        scores = np.full((n, 1), 10.0, np.float32)
-        for i in range(n):
-            out = self._previous_output(s, i, t, key)
-            if out is None:
-                if run_mem_encoder:
-                    ptrs[i] = self.no_obj_ptr  # the official "empty mask" pointer is exactly no_obj_ptr
-                continue
-            masks[i] = out.pred_masks[0]
-            ptrs[i] = out.obj_ptr[0]
-            scores[i] = out.object_score_logits[0]
-        mem = None
-        if run_mem_encoder:
-            feats = self._features(s, t)
-            mem = np.stack([self._encode_memory(s, feats, masks[i], binarize=True) for i in range(n)])
-        return FrameOutput(masks, ptrs, scores, mem, np.full(n, -1, np.int64))
-
-    def _preflight(self, s: InferenceSession) -> None:
-        """Consolidate prompted frames into the bank (official ``propagate_in_video_preflight``)."""
-        for key in (NONCOND, COND):
-            frames = sorted({t for i in s.temp for t in s.temp[i][key]})
-            s.consolidated[key].update(frames)
-            for t in frames:
-                s.outputs[key][t] = self._consolidate(s, t, run_mem_encoder=True, is_cond=key is COND)
-            for i in s.temp:
-                s.temp[i][key].clear()
-        for t in s.outputs[COND]:
-            s.outputs[NONCOND].pop(t, None)
-        s.consolidated[NONCOND] -= s.consolidated[COND]
-        # Tracking starts with the first conditioning frame; a failed call without prompts
-        # leaves the session open for new objects.
-        s.tracking_has_started = bool(s.outputs[COND])
-
     def _track_frame(self, s: InferenceSession, t: int, reverse: bool) -> FrameOutput:
         """Track every object on an unprompted frame (spec §4.6)."""
         feats = self._features(s, t)
@@ -595,19 +437,8 @@ class Tracker:
                 np.full((n, 1), -10.0, np.float32),
             )
         s.frames_already_tracked[t] = False
-        self._prune_stream(s, t)
+        prune_stream(s, t)
         return self._output(s, t, fo)
-
-    def _prune_stream(self, s: InferenceSession, t: int) -> None:
-        """Keep the bank bounded: drop old images and tracked outputs no future frame can reach."""
-        if t >= 1:
-            s.frames[t - 1] = None
-        oldest = t - STREAM_KEEP
-        for f in [f for f in s.outputs[NONCOND] if f < oldest]:
-            del s.outputs[NONCOND][f]
-            s.consolidated[NONCOND].discard(f)
-        for f in [f for f in s.frames_already_tracked if f < oldest and f not in s.outputs[COND]]:
-            del s.frames_already_tracked[f]
 
     def _output(self, s: InferenceSession, t: int, fo: FrameOutput | None) -> TrackerOutput:
         if fo is None:
