@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from ..fileio import file_sha256  # noqa: F401  (re-exported: checkpoint provenance)
 from .checkpoint_layout import checkpoint_layout
 
 
@@ -40,15 +40,6 @@ def validate_state_dict(state_dict: Mapping[str, torch.Tensor]) -> None:
         if misshaped:
             lines.append(f"  mis-shaped keys ({len(misshaped)}): {_describe(misshaped)}")
         raise CheckpointError("\n".join(lines))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
