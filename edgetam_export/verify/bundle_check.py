@@ -23,13 +23,15 @@ import numpy as np
 
 from ..backends import MissingBackendError
 from ..bundle import Bundle, BundleError, load_bundle
-from ..models.wrap_prompt_decoder import pack_points
 from ..preprocessing import preprocess
 from ..procedural import procedural_frame, procedural_video
 from ..runtime.base import Runtime
 from ..runtime.loader import runtime_from_bundle
 from ..runtime.torch_runtime import TorchRuntime
 from ..tracker import Tracker
+from ..tracker.bank import MemoryEntry, assemble_bank
+from ..tracker.feeds import decoder_feeds, memory_encoder_feeds
+from ..tracker.session import PointPrompt
 from .metrics import compare, mask_iou
 from .tolerances import MASK_IOU, tolerance
 
@@ -152,67 +154,31 @@ def realistic_cases(ref: Runtime, graphs: list[str] | None = None) -> list[Case]
     opts = ref.options
     img0 = run("image_encoder", "frame0", {"image": preprocess(procedural_frame(0))})
     n_points = int(ref.contracts["prompt_decoder"].inputs[4].shape[1])
-    pt_xy, pt_label, pt_valid = (t.numpy() for t in pack_points([CLICK_XY], [1], max_points=n_points))
-    dec = run(
-        "prompt_decoder",
-        "click",
-        {
-            "pix": img0["vis"],
-            "use_no_mem": np.ones((1, 1)),
-            "feat_s0": img0["feat_s0"],
-            "feat_s1": img0["feat_s1"],
-            "pt_xy": pt_xy,
-            "pt_label": pt_label,
-            "pt_valid": pt_valid,
-            "mask_in": np.zeros((1, 1, 256, 256)),
-            "has_mask": np.zeros((1, 1)),
-        },
-    )
+    click = PointPrompt(np.array([CLICK_XY], np.float32), np.array([1]))
+    dec = run("prompt_decoder", "click", decoder_feeds(img0, img0["vis"], True, click, None, n_points))
     if not wanted & {"memory_encoder", "memory_attention"}:
         return cases
     best = 1 + int(np.argmax(dec["iou"][0, 1:]))
     mask_low = dec["masks"][:, best : best + 1]
     ptr = dec["ptr_all"][0, best]
-    mem_p = run(
-        "memory_encoder", "prompted", {"vis": img0["vis"], "mask_low": mask_low, "binarize": np.ones((1, 1))}
-    )
-    mem_t = run(
-        "memory_encoder", "tracked", {"vis": img0["vis"], "mask_low": mask_low, "binarize": np.zeros((1, 1))}
-    )
+    mem_p = run("memory_encoder", "prompted", memory_encoder_feeds(img0["vis"], mask_low, binarize=True))
+    mem_t = run("memory_encoder", "tracked", memory_encoder_feeds(img0["vis"], mask_low, binarize=False))
     if "memory_attention" not in wanted:
         return cases
-    s = int(opts.get("num_spatial_slots", ref.contracts["memory_attention"].inputs[2].shape[1]))
-    p = int(opts.get("num_ptr_slots", ref.contracts["memory_attention"].inputs[3].shape[1]))
-    n_tpos = int(ref.contracts["memory_attention"].inputs[2].shape[2])
-    tok = mem_p["mem"].shape[1]
-    mem = np.zeros((1, s * tok, mem_p["mem"].shape[2]), np.float32)
-    mem[0, :tok] = mem_p["mem"][0]
-    mem_tpos = np.zeros((1, s, n_tpos), np.float32)
-    mem_tpos[0, 0, n_tpos - 1] = 1.0
-    slot_valid = np.zeros((1, s), np.float32)
-    slot_valid[0, 0] = 1.0
-    if s > 1:
-        mem[0, tok : 2 * tok] = mem_t["mem"][0]
-        mem_tpos[0, 1, 0] = 1.0
-        slot_valid[0, 1] = 1.0
-    ptrs = np.zeros((1, p, ptr.shape[0]), np.float32)
-    ptr_valid = np.zeros((1, p), np.float32)
-    ptrs[0, : min(2, p)] = ptr
-    ptr_valid[0, : min(2, p)] = 1.0
+    shapes = {spec.name: spec.shape for spec in ref.contracts["memory_attention"].inputs}
+    bank = assemble_bank(
+        1,
+        {0: MemoryEntry(mem_p["mem"][0], ptr)},
+        {0: MemoryEntry(mem_t["mem"][0], ptr)},
+        reverse=False,
+        num_frames=2,
+        max_cond_frames=int(opts.get("max_cond_frames", 2)),
+        num_spatial_slots=int(opts.get("num_spatial_slots", shapes["mem_tpos"][1])),
+        num_ptr_slots=int(opts.get("num_ptr_slots", shapes["ptr"][1])),
+    )
     with torch.inference_mode():
         img1 = ref.run("image_encoder", {"image": preprocess(procedural_frame(1))})
-    run(
-        "memory_attention",
-        "frame1",
-        {
-            "vis": img1["vis"],
-            "mem": mem,
-            "mem_tpos": mem_tpos,
-            "ptr": ptrs,
-            "slot_valid": slot_valid,
-            "ptr_valid": ptr_valid,
-        },
-    )
+    run("memory_attention", "frame1", bank.feeds(img1["vis"]))
     return cases
 
 
