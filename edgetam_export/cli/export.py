@@ -6,9 +6,7 @@ are imported inside the commands so ``--help`` stays fast.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from enum import Enum
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..fileio import write_json_atomic
 from .app import app
 from .options import Backend, ComputeUnits, Precision, consoles
 
@@ -276,9 +275,7 @@ def verify_cmd(
             consoles.out.print(f"[red]FAIL[/red] {r.backend} {r.precision} {r.case}: {escape(p)}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.parent / f".{json_out.name}.tmp"
-        tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        os.replace(tmp, json_out)
+        write_json_atomic(json_out, report.as_dict())
         _plain(f"report written to {json_out}")
     n_fail = sum(not r.passed for r in report.rows)
     if report.passed:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..fileio import write_json_atomic
 from ..overlay import overlay_masks
 from ..video import VideoError, read_image, read_video, write_png, write_video
 from .app import app
@@ -83,12 +82,6 @@ def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], fram
             g["points"].append(vals[:2])
             g["labels"].append(int(vals[2]) if len(vals) == 3 else 1)
     return list(groups.values())
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 @app.command()
@@ -184,7 +177,7 @@ def track(
         k: {"calls": len(v), "median_ms": 1e3 * float(np.median(v)), "total_s": float(np.sum(v))}
         for k, v in session.timings.items()
     }
-    _write_json(
+    write_json_atomic(
         out / "summary.json",
         {
             "video": str(video),
@@ -244,7 +237,7 @@ def segment(
     for k in range(res.candidates.shape[0]):
         write_png(out / "candidates" / f"mask_{k}.png", (res.candidates[k] > 0).astype(np.uint8) * 255)
     d = res.decision
-    _write_json(
+    write_json_atomic(
         out / "summary.json",
         {
             "image": str(image),
