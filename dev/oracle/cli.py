@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k}: salt {s['salt']}, {s['num_frames']} frames - {s['description']}")
         return 0
     if not env.official_importable():
+        env.refuse_second_reexec()
         python = env.oracle_python(args.python)
         if python is None:
             print(

@@ -38,23 +38,30 @@ def oracle_python(cli_value: str | None) -> str | None:
     return cli_value or os.environ.get(ORACLE_PYTHON_ENV) or None
 
 
+def _fail(message: str) -> None:
+    """Bad environment: one line on stderr, exit code 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def refuse_second_reexec() -> None:
+    """Exit 2 if this process is already the re-executed one (its interpreter lacks ``sam2`` too)."""
+    if os.environ.get(_REEXEC_MARK):
+        _fail(
+            f"{sys.executable} cannot import the official `sam2` package; install {OFFICIAL_DIST} into "
+            "that venv (dev/oracle/README.md)"
+        )
+
+
 def reexec_in_oracle(python: str, argv: list[str]) -> None:
     """Replace this process by ``python -m dev.oracle argv`` run from the repository root (never returns).
 
-    Refuses to loop: a re-executed process that still cannot import ``sam2`` exits with code 2.
+    Refuses to loop: see :func:`refuse_second_reexec`.
     """
-    if os.environ.get(_REEXEC_MARK):
-        raise SystemExit(
-            f"error: {python} cannot import the official `sam2` package; install {OFFICIAL_DIST} into that "
-            "venv (dev/oracle/README.md)"
-        )
     if not Path(python).exists():
-        raise SystemExit(
-            f"error: oracle interpreter {python} does not exist; pass --python or set {ORACLE_PYTHON_ENV}"
-        )
+        _fail(f"oracle interpreter {python} does not exist; pass --python or set {ORACLE_PYTHON_ENV}")
     env = dict(os.environ, **{_REEXEC_MARK: "1"})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    os.chdir(REPO)
+    os.chdir(REPO)  # `-m dev.oracle` resolves from the working directory
     sys.stdout.flush()
     os.execve(python, [python, "-m", "dev.oracle", *argv], env)
 
