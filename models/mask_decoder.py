@@ -1,4 +1,4 @@
-"""EdgeTAM mask decoder (SAM-2 style with high-resolution skip features, spec §2.6).
+"""EdgeTAM mask decoder (SAM-2 style with high-resolution skip features, docs/MODEL.md §2.5).
 
 Always returns all four mask-token outputs; choosing among them (multimask / dynamic
 stability) and object-score gating are host decisions (``edgetam_export.decisions``).

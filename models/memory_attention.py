@@ -1,6 +1,6 @@
 """EdgeTAM memory attention: conditions the current frame's features on the memory bank.
 
-Checkpoint prefix ``memory_attention``. Structure (spec §2.10): input ``x = vis + 0.1·sine``
+Checkpoint prefix ``memory_attention``. Structure (docs/MODEL.md §2.9): input ``x = vis + 0.1·sine``
 (sine: 256 channels on the 64×64 grid), then 2 layers of
 
 1. self-attention with RoPE on q and k (64×64 grid), no additive position encoding;

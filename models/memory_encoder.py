@@ -1,6 +1,6 @@
 """EdgeTAM memory encoder: fuses raw image features with a (scaled) mask into 64-channel memory.
 
-Checkpoint prefix ``memory_encoder``. Structure (spec §2.8):
+Checkpoint prefix ``memory_encoder``. Structure (docs/MODEL.md §2.7):
 
 * ``mask_downsampler.encoder``: 4 × [Conv3×3 s2 p1 → LayerNorm2d(1e-6) → GELU] with channels
   1→4→16→64→256 (1024² → 64²), then Conv1×1 256→256. Sequential indices 0..12 match the

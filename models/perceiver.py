@@ -1,6 +1,6 @@
 """EdgeTAM spatial perceiver: compresses a 64×64×64 memory map into 512 tokens of 64.
 
-Checkpoint prefix ``spatial_perceiver``. Structure (spec §2.9): 2 layers shared by two paths,
+Checkpoint prefix ``spatial_perceiver``. Structure (docs/MODEL.md §2.8): 2 layers shared by two paths,
 each layer = cross-attention of latents to inputs (``attn``), feed-forward (``ff``),
 self-attention among latents (``self_attn``), feed-forward (``self_ff``); then a final
 LayerNorm (``norm``) shared by both paths. One head of 64 channels, no biases in the

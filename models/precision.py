@@ -33,7 +33,7 @@ class _Fp16Compute(nn.Module):
 
     Modules of the ``keep_fp32`` types (default: LayerNorm and LayerNorm2d) stay float32
     islands: their variance (a sum of squares over up to 256 channels) overflows fp16 on real
-    activations (spec §6: "keep LN in fp32 if activations overflow"); ExecuTorch's portable
+    activations (docs/MODEL.md §5); ExecuTorch's portable
     fp16 layer_norm returns NaN on the memory-attention graph without this.
     """
 

@@ -1,4 +1,4 @@
-"""EdgeTAM prompt encoder (spec §2.4 random-Fourier PE, §2.5 sparse/dense prompt embeddings).
+"""EdgeTAM prompt encoder (docs/MODEL.md §2.3 random-Fourier PE, §2.4 sparse/dense prompt embeddings).
 
 Export-oriented design:
 

@@ -1,4 +1,4 @@
-"""Structural reparameterization of the image encoder (spec §2.2-2.3), always on a copy.
+"""Structural reparameterization of the image encoder (docs/MODEL.md §2.2), always on a copy.
 
 What is folded (eval-mode semantics: BatchNorm uses its running statistics):
 

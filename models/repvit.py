@@ -1,4 +1,4 @@
-"""RepViT-M1 trunk of EdgeTAM (timm ``repvit_m1`` with ``legacy=True``), written from the spec.
+"""RepViT-M1 trunk of EdgeTAM (timm ``repvit_m1`` with ``legacy=True``), written from docs/MODEL.md §2.2.
 
 The module tree reproduces timm's ``FeatureListNet`` parameter names under ``.body`` so that
 ``image_encoder.trunk.*`` checkpoint keys load strictly:

@@ -1,4 +1,4 @@
-"""SAM-2 two-way transformer of the EdgeTAM mask decoder (spec §2.6).
+"""SAM-2 two-way transformer of the EdgeTAM mask decoder (docs/MODEL.md §2.5).
 
 Tokens (prompt/output tokens) and image tokens attend to each other in both directions.
 Attention is written out explicitly as ``softmax(Q·Kᵀ·scale + bias)·V`` so that invalid key

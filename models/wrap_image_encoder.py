@@ -1,4 +1,4 @@
-"""Export wrapper of the image encoder graph (spec §5): image -> feat_s0, feat_s1, vis."""
+"""Export wrapper of the image encoder graph (docs/MODEL.md §4): image -> feat_s0, feat_s1, vis."""
 
 from __future__ import annotations
 

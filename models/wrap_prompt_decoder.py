@@ -1,4 +1,4 @@
-"""``prompt_decoder`` export graph: prompt encoder + mask decoder + object-pointer head (spec §5).
+"""``prompt_decoder`` export graph: prompt encoder + mask decoder + object-pointer head (docs/MODEL.md §4).
 
 Static shapes: NP point slots (``max_points``), *including* the padding point (0, 0, label -1)
 that the official model always appends (it is a real, valid token). Slots with

@@ -1,4 +1,4 @@
-"""The memory bank as explicit, fixed-size tensors (spec §4.5).
+"""The memory bank as explicit, fixed-size tensors (docs/MODEL.md §3.5).
 
 Layout handed to the ``memory_attention`` graph for one object and one frame ``t``:
 

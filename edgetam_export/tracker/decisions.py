@@ -1,4 +1,4 @@
-"""Host-side (numpy) decisions on the ``prompt_decoder`` outputs (spec §2.6 output selection, §2.7).
+"""Host-side (numpy) decisions on the ``prompt_decoder`` outputs (docs/MODEL.md §2.6).
 
 The graph returns all four mask candidates, their IoUs, the object-score logit and the object
 pointer of every mask token (ungated). The official model's data-dependent choices are made

@@ -1,4 +1,4 @@
-"""Host-side mask post-processing: hole filling, resizing, non-overlap (spec §4.8)."""
+"""Host-side mask post-processing: hole filling, resizing, non-overlap (docs/MODEL.md §3.8)."""
 
 from __future__ import annotations
 

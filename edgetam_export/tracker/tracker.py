@@ -1,4 +1,4 @@
-"""The backend-agnostic EdgeTAM video tracker (spec §4), shaped like Hugging Face's EdgeTamVideo API.
+"""The backend-agnostic EdgeTAM video tracker (docs/MODEL.md §3), shaped like Hugging Face's EdgeTamVideo API.
 
 It runs four static graphs through a :class:`~edgetam_export.runtime.base.Runtime` and
 keeps the memory bank on the host as explicit tensors (see :mod:`.bank`). Semantics follow
@@ -392,7 +392,7 @@ class Tracker(PromptingMixin):
         return out["mem"][0]
 
     def _track_frame(self, s: InferenceSession, t: int, reverse: bool) -> FrameOutput:
-        """Track every object on an unprompted frame (spec §4.6)."""
+        """Track every object on an unprompted frame (docs/MODEL.md §3.6)."""
         feats = self._features(s, t)
         n = len(s.obj_ids)
         masks = np.empty((n, 1, LOW_RES, LOW_RES), np.float32)

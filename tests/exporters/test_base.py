@@ -243,7 +243,7 @@ def test_executorch_artifact(toy_exports, toy, precision):
     assert n["delegate"] == "XnnpackBackend" and n["delegate_calls"] >= 1 and n["delegated_ops"] > 0
     assert n["non_delegated_ops"] == sum(n["non_delegated"].values())
     assert 0 < n["coverage"] <= 1
-    # LayerNorm is not delegated by XNNPACK in this version (spec §6); it must be reported.
+    # LayerNorm is not delegated by XNNPACK in this version (docs/MODEL.md §5); it must be reported.
     assert any("layer_norm" in k for k in n["non_delegated"])
     if precision == "fp16":  # float32 boundary casts stay on portable kernels
         assert any("_to_dim_order_copy" in k or "_to_copy" in k for k in n["non_delegated"])

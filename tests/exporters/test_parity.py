@@ -82,7 +82,7 @@ def test_executorch_delegate_coverage(parity_bundle):
         assert n["delegate_calls"] >= 1 and n["delegated_ops"] > 0, a["path"]
         assert n["non_delegated_ops"] == sum(n["non_delegated"].values())
         if a["graph"] == "image_encoder":
-            # spec §6: with nearest-up as a depthwise ConvTranspose2d the encoder is fully delegated at
+            # docs/MODEL.md §5: with nearest-up as a depthwise ConvTranspose2d the encoder is fully delegated at
             # fp32; fp16 adds the float32 boundary casts and GELU (XNNPACK has no fp16 GELU).
             allowed = () if a["precision"] == "fp32" else ("_to_dim_order_copy", "gelu")
             ops = {k for k in n["non_delegated"] if not any(x in k for x in allowed)}

@@ -56,7 +56,7 @@ def frame0_outputs(wrappers, frame_tensor):
 
 def test_strict_load_and_param_count(parts):
     enc, _, _ = parts
-    # spec §7: trunk 4,713,712 params unfused, neck 185,344
+    # docs/MODEL.md §6: trunk 4,713,712 params unfused, neck 185,344
     assert sum(p.numel() for p in enc.trunk.parameters()) == 4_713_712
     assert sum(p.numel() for p in enc.neck.parameters()) == 185_344
     names = {k for k, _ in enc.state_dict().items()}
@@ -127,7 +127,7 @@ def test_torch_export_fused(wrappers):
     w = wrappers["fused"]
     ep = torch.export.export(w, w.example_inputs())
     graph = ep.graph_module.graph
-    # export rules (spec §6): no rank > 5 tensor anywhere, no constants lifted from forward, no BN
+    # export rules (docs/MODEL.md §5): no rank > 5 tensor anywhere, no constants lifted from forward, no BN
     for node in graph.nodes:
         val = node.meta.get("val")
         if isinstance(val, torch.Tensor):

@@ -130,7 +130,7 @@ def test_scale_mask_blend_is_exact():
 
 
 def _complex_rope(x: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    """Definition from the spec: pair p turns by x·f_p (p < D/4) or y·f_(p−D/4), via complex numbers."""
+    """Definition from docs/MODEL.md §2.9: pair p turns by x·f_p (p < D/4) or y·f_(p−D/4), via complex numbers."""
     d = x.shape[-1]
     f = 1.0 / (10000.0 ** (torch.arange(0, d, 4)[: d // 4].float() / d))
     n = torch.arange(w * h)

@@ -102,7 +102,7 @@ def test_checkpoint_names_and_dense_pe_buffer(parts, synthetic_sd):
     assert set(pe.state_dict()) == set(sub_state_dict(synthetic_sd, "sam_prompt_encoder"))
     assert set(md.state_dict()) == set(sub_state_dict(synthetic_sd, "sam_mask_decoder"))
     assert "dense_pe" in dict(pe.named_buffers()) and "dense_pe" not in pe.state_dict()
-    # independent formula, spec §2.4: u = ((col+.5)/64, (row+.5)/64), phi = 2π(2u−1)G, [sin, cos]
+    # independent formula, docs/MODEL.md §2.3: u = ((col+.5)/64, (row+.5)/64), phi = 2π(2u−1)G, [sin, cos]
     g = synthetic_sd["sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"].double()
     for row, col in [(0, 0), (5, 63), (40, 17)]:
         u = torch.tensor([(col + 0.5) / 64, (row + 0.5) / 64], dtype=torch.float64)

@@ -125,7 +125,7 @@ def test_fused_structure(fused_salt1):
     fused, _ = fused_salt1
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.modules())
     assert not any(isinstance(m, (ConvBN, DwRepMixer)) for m in fused.modules())
-    # spec §2.2: fused trunk = 103 Conv2d (incl. SE fc1/fc2), 4,682,056 params
+    # docs/MODEL.md §6: fused trunk = 103 Conv2d (incl. SE fc1/fc2), 4,682,056 params
     assert sum(isinstance(m, nn.Conv2d) for m in fused.trunk.modules()) == 103
     assert sum(p.numel() for p in fused.trunk.parameters()) == 4_682_056
     # + 2 laterals (384/192 -> 256) + 2 folded high-res projections; upsampling is one dw ConvT
@@ -134,7 +134,7 @@ def test_fused_structure(fused_salt1):
     assert len(ups) == 1 and ups[0].groups == 256 and torch.all(ups[0].weight == 1)
     assert (fused.proj_s0.in_channels, fused.proj_s0.out_channels) == (48, 32)
     assert (fused.proj_s1.in_channels, fused.proj_s1.out_channels) == (96, 64)
-    # spec §7: fused + folded encoder ≈ 4,837,800 params; the ones-kernel ConvT adds 256·2·2
+    # docs/MODEL.md §6: fused + folded encoder ≈ 4,837,800 params; the ones-kernel ConvT adds 256·2·2
     assert sum(p.numel() for p in fused.parameters()) == 4_837_800 + 1024
     # every token mixer is a single depthwise 3x3 conv with bias
     body = fused.trunk.body
