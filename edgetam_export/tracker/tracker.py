@@ -47,6 +47,17 @@ class TrackerOutput:
     object_score_logits: np.ndarray
 
 
+def _size_pair(size) -> tuple[int, int]:
+    """``original_size`` as (H, W) positive ints, or ``ValueError``."""
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise ValueError(f"original_size must be (height, width), got {size!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise ValueError(f"original_size must be two positive integers (height, width), got {size!r}")
+    return int(h), int(w)
+
+
 class Tracker:
     """Tracks objects through a video with any runtime that executes the four EdgeTAM graphs.
 
@@ -169,9 +180,11 @@ class Tracker:
             raise ValueError(f"obj_ids must be an int or a list of distinct ints, got {obj_ids!r}")
         ids = [int(i) for i in ids]
         self._check_frame_for_input(s, frame_idx)
+        # Nothing below touches the session until every check passed: a call that raises leaves it as it was.
+        video_size = (s.video_height, s.video_width)
         if original_size is not None:
-            s.video_height, s.video_width = int(original_size[0]), int(original_size[1])
-        if s.video_height is None or s.video_width is None:
+            video_size = _size_pair(original_size)
+        if video_size[0] is None or video_size[1] is None:
             raise ValueError("the video size is unknown: pass original_size=(H, W) when streaming")
         if input_points is None and input_boxes is None and input_masks is None:
             raise ValueError("give input_points (with input_labels), input_boxes or input_masks")
@@ -190,7 +203,7 @@ class Tracker:
         pending = parse_prompts(
             ids,
             frame_idx,
-            (s.video_height, s.video_width),
+            video_size,
             input_points,
             input_labels,
             input_boxes,
@@ -206,6 +219,7 @@ class Tracker:
                         f"prompt decoder holds {self.max_points - 1} (+1 padding slot); export with a larger "
                         "--max-points"
                     )
+        s.video_height, s.video_width = video_size
         for oid in ids:
             s.add_object(oid)
         s.pending.extend(pending)
@@ -577,8 +591,15 @@ class Tracker:
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
+        h, w = frame.shape[:2]
+        if s.video_height is not None and (h, w) != (s.video_height, s.video_width):
+            raise ValueError(
+                f"streamed frame {s.num_streamed} is {w}x{h} but the session's video is "
+                f"{s.video_width}x{s.video_height} (width x height): stream frames of one size, "
+                "matching original_size"
+            )
         if s.video_height is None:
-            s.video_height, s.video_width = frame.shape[:2]
+            s.video_height, s.video_width = h, w
         t = s.num_streamed
         s.frames.append(frame)
         s.num_streamed += 1
