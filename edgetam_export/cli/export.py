@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .app import app
-from .options import Backend, ComputeUnits, Precision, consoles
+from .options import Backend, ComputeUnits, Precision, consoles, user_errors
 
 
 class Target(str, Enum):
@@ -84,6 +84,7 @@ def artifacts_table(artifacts: list[dict], title: str = "artifacts") -> Table:
 
 
 @app.command("export")
+@user_errors
 def export_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (replaced atomically)."),
     backend: list[Backend] = typer.Option(
@@ -213,6 +214,7 @@ def _fmt(x: float, spec: str = ".3g") -> str:
 
 
 @app.command("verify")
+@user_errors
 def verify_cmd(
     bundle_path: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle folder written by `export`."),
     json_out: Path = typer.Option(None, "--json", help="Write the full report as JSON here."),
@@ -292,6 +294,7 @@ def verify_cmd(
 
 
 @app.command("inspect")
+@user_errors
 def inspect_cmd(
     bundle_path: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle folder written by `export`."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file's sha256."),

@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..overlay import overlay_masks
+from ..tracker.prompts import validate_points
 from ..video import VideoError, read_image, read_video, write_png, write_video
 from .app import app
+from .options import user_errors
 
 console = Console(stderr=True)
 
@@ -49,14 +51,33 @@ def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
     return vals
 
 
+def _point(text: str) -> tuple[list[float], int]:
+    """``X,Y[,LABEL]`` -> ([x, y], label), checked by the one prompt validation the tracker uses."""
+    parts = text.split(",")
+    if len(parts) not in (2, 3):
+        raise typer.BadParameter(f"--point {text!r}: expected X,Y or X,Y,LABEL")
+    xy = _floats(",".join(parts[:2]), (2,), "--point")
+    label = 1
+    if len(parts) == 3:
+        try:
+            label = int(parts[2].strip())
+        except ValueError:
+            raise typer.BadParameter(
+                f"--point {text!r}: the label must be 0 (negative) or 1 (positive), got {parts[2]!r}"
+            ) from None
+    try:
+        validate_points([xy], [label], what=f"--point {text!r}")
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return xy, label
+
+
 def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], frames: list[int]) -> list[dict]:
     """Assign prompts to (object, frame): boxes first then points, zipped with --obj-id / --frame.
 
     A single --obj-id or --frame applies to every prompt; otherwise give one per prompt.
     """
-    prompts = [("box", _floats(b, (4,), "--box")) for b in boxes] + [
-        ("point", _floats(p, (2, 3), "--point")) for p in points
-    ]
+    prompts = [("box", _floats(b, (4,), "--box")) for b in boxes] + [("point", _point(p)) for p in points]
     if not prompts:
         raise typer.BadParameter("give at least one --point or --box")
 
@@ -80,8 +101,8 @@ def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], fram
                 raise typer.BadParameter(f"object {oid} has two boxes on frame {f}")
             g["box"] = vals
         else:
-            g["points"].append(vals[:2])
-            g["labels"].append(int(vals[2]) if len(vals) == 3 else 1)
+            g["points"].append(vals[0])
+            g["labels"].append(vals[1])
     return list(groups.values())
 
 
@@ -92,6 +113,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 @app.command()
+@user_errors
 def track(
     video: Path = typer.Argument(..., help="Video file (anything FFmpeg decodes)."),
     point: list[str] = typer.Option(
@@ -206,6 +228,7 @@ def track(
 
 
 @app.command()
+@user_errors
 def segment(
     image: Path = typer.Argument(..., help="Image file."),
     point: list[str] = typer.Option([], "--point", help="Click X,Y[,LABEL] in image pixels. Repeatable."),
@@ -224,7 +247,7 @@ def segment(
         img = read_image(image)
     except VideoError as e:
         raise typer.BadParameter(str(e), param_hint="IMAGE") from None
-    pts = [_floats(p, (2, 3), "--point") for p in point]
+    pts = [_point(p) for p in point]
     bx = _floats(box, (4,), "--box") if box else None
     if not pts and bx is None:
         raise typer.BadParameter("give at least one --point or --box")
@@ -234,8 +257,8 @@ def segment(
     res = segment_image(
         runtime,
         img,
-        points=np.array([p[:2] for p in pts], np.float32) if pts else None,
-        labels=np.array([int(p[2]) if len(p) == 3 else 1 for p in pts]) if pts else None,
+        points=[xy for xy, _ in pts] if pts else None,
+        labels=[label for _, label in pts] if pts else None,
         box=np.array(bx, np.float32) if bx else None,
     )
     out.mkdir(parents=True, exist_ok=True)
