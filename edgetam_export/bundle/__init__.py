@@ -7,6 +7,7 @@ from .manifest import (
     MANIFEST,
     Bundle,
     BundleError,
+    default_choice,
     load_bundle,
     read_manifest,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "build_reference",
     "bundle_reference",
     "bundle_state_dict",
+    "default_choice",
     "export_bundle",
     "load_bundle",
     "read_manifest",

@@ -16,6 +16,7 @@ artifact files. Writing lives in :mod:`edgetam_export.bundle.write`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ FORMAT = "edgetam-export-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CONSTANTS = "constants.npz"
+log = logging.getLogger("edgetam_export.bundle")
 TOOLS = ("torch", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy", "edgetam-export")
 
 
@@ -74,6 +76,34 @@ def files_below(root: Path, skip: set[str]) -> list[str]:
     )
 
 
+# The documented default when a bundle holds several backends/precisions and none is chosen:
+# the backend this host runs natively first (Core ML on macOS; ExecuTorch then ONNX elsewhere,
+# Core ML last because off Apple it only runs through the slow MIL evaluator); fp32 before
+# fp16 on CPU hosts, fp16 first for Core ML on macOS (the Neural Engine computes in fp16).
+_BACKEND_ORDER = {"Darwin": ("coreml", "executorch", "onnx")}
+_BACKEND_ORDER_OTHER = ("executorch", "onnx", "coreml")
+
+
+def default_choice(available: dict[str, list[str]], system: str | None = None) -> tuple[str, str]:
+    """The default ``(backend, precision)`` among ``available`` ({backend: [precisions]}) on this host.
+
+    ``system`` is ``platform.system()`` (default: this host). This is the one place the policy
+    lives; ``Bundle.select``, the runtimes, the tracker and every command use it.
+    """
+    system = platform.system() if system is None else system
+    order = _BACKEND_ORDER.get(system, _BACKEND_ORDER_OTHER)
+    backends = [b for b in order if b in available] + sorted(b for b in available if b not in order)
+    if not backends:
+        raise BundleError("no backend to choose from")
+    backend = backends[0]
+    prec_order = ("fp16", "fp32") if (system == "Darwin" and backend == "coreml") else ("fp32", "fp16")
+    precs = available[backend]
+    ranked = [p for p in prec_order if p in precs] + sorted(p for p in precs if p not in prec_order)
+    if not ranked:
+        raise BundleError(f"no precision to choose from for {backend}")
+    return backend, ranked[0]
+
+
 @dataclass
 class Bundle:
     """A verified bundle: manifest, contracts, host constants and artifact lookup."""
@@ -93,22 +123,30 @@ class Bundle:
         return sorted({a["precision"] for a in self.artifacts if a["backend"] == backend})
 
     def select(self, backend: str | None = None, precision: str | None = None) -> tuple[str, str]:
-        """Resolve ``(backend, precision)``; either may be None if the bundle holds only one choice."""
+        """Resolve ``(backend, precision)``; what is left None is picked by :func:`default_choice`.
+
+        The pick is logged (logger ``edgetam_export.bundle``) when the bundle offered a choice.
+        """
         backends = self.backends
-        if backend is None:
-            if len(backends) != 1:
-                raise BundleError(f"{self.root}: bundle holds backends {backends}; choose one with backend=")
-            backend = backends[0]
-        elif backend not in backends:
+        if not backends:
+            raise BundleError(f"{self.root}: the bundle holds no artifacts")
+        if backend is not None and backend not in backends:
             raise BundleError(f"{self.root}: no {backend!r} artifacts in this bundle (it holds {backends})")
-        precisions = self.precisions(backend)
-        if precision is None:
-            if len(precisions) != 1:
-                raise BundleError(
-                    f"{self.root}: {backend} artifacts exist at {precisions}; choose one with precision="
+        if backend is None or precision is None:
+            available = {b: self.precisions(b) for b in ([backend] if backend else backends)}
+            if precision is not None:
+                available = {b: p for b, p in available.items() if precision in p} or available
+            picked = default_choice(available)
+            if len(available) > 1 or len(next(iter(available.values()))) > 1:
+                log.info(
+                    "%s: picked %s %s (default for this host; choose with backend=/precision=)",
+                    self.root,
+                    *picked,
                 )
-            precision = precisions[0]
-        elif precision not in precisions:
+            backend = picked[0] if backend is None else backend
+            precision = picked[1] if precision is None else precision
+        precisions = self.precisions(backend)
+        if precision not in precisions:
             raise BundleError(
                 f"{self.root}: no {backend} artifacts at {precision!r} (available: {precisions})"
             )

@@ -16,21 +16,45 @@ from ..overlay import overlay_masks
 from ..tracker.prompts import validate_points
 from ..video import VideoError, read_image, read_video, write_png, write_video
 from .app import app
-from .options import user_errors
+from .options import Backend, Precision, user_errors
 
 console = Console(stderr=True)
 
 
-def _runtime(checkpoint: Path | None, bundle: Path | None, backend: str | None):
+def _runtime(
+    checkpoint: Path | None,
+    bundle: Path | None,
+    backend: Backend | None,
+    precision: Precision | None = None,
+    threads: int | None = None,
+):
     """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights."""
     if bundle is not None and checkpoint is not None:
         raise typer.BadParameter("give --checkpoint or --bundle, not both")
+    if bundle is None and (backend is not None or precision is not None):
+        raise typer.BadParameter("--backend and --precision choose among a bundle's artifacts: add --bundle")
     if bundle is not None:
+        from ..bundle import load_bundle
         from ..runtime.loader import runtime_from_bundle
 
-        return runtime_from_bundle(bundle, backend=backend), f"bundle {bundle}"
+        b = load_bundle(bundle)
+        chosen = b.select(backend.value if backend else None, precision.value if precision else None)
+        if backend is None or precision is None:
+            console.print(
+                f"using {chosen[0]} {chosen[1]} from {bundle} "
+                f"(default for this host among {', '.join(f'{k} {v}' for k, v in _choices(b).items())}; "
+                "choose with --backend/--precision)",
+                markup=False,
+            )
+        kwargs = {"num_threads": threads} if threads and chosen[0] in ("onnx", "executorch") else {}
+        return runtime_from_bundle(b, backend=chosen[0], precision=chosen[1], **kwargs), f"bundle {bundle}"
     from ..models import build_edgetam
     from ..runtime.torch_runtime import TorchRuntime
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     if checkpoint is None:
         console.print(
@@ -39,6 +63,10 @@ def _runtime(checkpoint: Path | None, bundle: Path | None, backend: str | None):
         )
         return TorchRuntime(build_edgetam(None)), "synthetic weights (salt 0)"
     return TorchRuntime(build_edgetam(str(checkpoint))), f"checkpoint {checkpoint}"
+
+
+def _choices(b) -> dict[str, list[str]]:
+    return {k: b.precisions(k) for k in b.backends}
 
 
 def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
@@ -132,7 +160,15 @@ def track(
     bundle: Path | None = typer.Option(
         None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
     ),
-    backend: str | None = typer.Option(None, "--backend", help="Backend inside a multi-backend bundle."),
+    backend: Backend | None = typer.Option(
+        None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
+    ),
+    precision: Precision | None = typer.Option(
+        None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
+    ),
     out: Path = typer.Option(Path("track_out"), "--out", help="Output folder."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Only the first N frames."),
     fill_hole_area: int = typer.Option(
@@ -150,7 +186,7 @@ def track(
             raise typer.BadParameter(
                 f"--frame {g['frame']} is out of range: the video has {len(frames)} frames"
             )
-    runtime, weights = _runtime(checkpoint, bundle, backend)
+    runtime, weights = _runtime(checkpoint, bundle, backend, precision, threads)
     from ..tracker import Tracker
 
     tracker = Tracker(runtime, fill_hole_area=fill_hole_area)
@@ -214,6 +250,8 @@ def track(
             "size_hw": [h, w],
             "weights": weights,
             "runtime": runtime.name,
+            "backend": getattr(runtime, "backend", "pytorch"),
+            "precision": getattr(runtime, "precision", "fp32"),
             "prompts": groups,
             "obj_ids": list(session.obj_ids),
             "object_score_logits": {str(t): scores[t] for t in sorted(scores)},
@@ -239,7 +277,15 @@ def segment(
     bundle: Path | None = typer.Option(
         None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
     ),
-    backend: str | None = typer.Option(None, "--backend", help="Backend inside a multi-backend bundle."),
+    backend: Backend | None = typer.Option(
+        None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
+    ),
+    precision: Precision | None = typer.Option(
+        None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
+    ),
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
 ) -> None:
     """Segment one object in IMAGE: writes mask.png, every candidate mask with its IoU score, and summary.json."""
@@ -251,7 +297,7 @@ def segment(
     bx = _floats(box, (4,), "--box") if box else None
     if not pts and bx is None:
         raise typer.BadParameter("give at least one --point or --box")
-    runtime, weights = _runtime(checkpoint, bundle, backend)
+    runtime, weights = _runtime(checkpoint, bundle, backend, precision, threads)
     from ..image_segmentation import segment_image
 
     res = segment_image(
@@ -273,6 +319,8 @@ def segment(
             "image": str(image),
             "weights": weights,
             "runtime": runtime.name,
+            "backend": getattr(runtime, "backend", "pytorch"),
+            "precision": getattr(runtime, "precision", "fp32"),
             "candidate_ious": [float(v) for v in res.candidate_ious],
             "multimask": d.multimask,
             "chosen_mask": d.chosen,

@@ -111,8 +111,9 @@ class Tracker:
         """Tracker on an exported bundle; the runtime is chosen from its manifest (checksums verified).
 
         ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` (``fp32``, ``fp16``)
-        select among the bundle's artifacts; either may be omitted when the bundle holds only
-        one choice. ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
+        select among the bundle's artifacts; what is omitted is the host's default
+        (:func:`edgetam_export.bundle.default_choice`: ExecuTorch, then ONNX, then Core ML, fp32
+        first off macOS; Core ML fp16 first on macOS). ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
         Other keyword arguments go to :class:`Tracker` (e.g. ``fill_hole_area``).
         """
         from ..runtime.loader import runtime_from_bundle
