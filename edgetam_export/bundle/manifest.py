@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import file_sha256
-from ..models.constants import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+from ..models.constants import GRAPH_NAMES, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from ..models.contracts import Contract
 
 FORMAT = "edgetam-export-bundle"
@@ -151,6 +151,22 @@ class Bundle:
                 f"{self.root}: no {backend} artifacts at {precision!r} (available: {precisions})"
             )
         return backend, precision
+
+    def require_graphs(self, backend: str, precision: str, graphs: tuple[str, ...] = GRAPH_NAMES) -> None:
+        """Raise :class:`BundleError` naming each of ``graphs`` missing at ``backend`` ``precision``.
+
+        :func:`load_bundle` and the runtimes open partial bundles (``inspect`` and ``verify``
+        work on them, ``export --graph`` adds to them); the tracker (all four graphs) and
+        ``segment`` (image encoder + prompt decoder) call this first.
+        """
+        have = {a["graph"] for a in self.artifacts if (a["backend"], a["precision"]) == (backend, precision)}
+        missing = [g for g in graphs if g not in have or g not in self.contracts]
+        if missing:
+            raise BundleError(
+                f"{self.root}: the bundle lacks graph(s) {missing} for {backend} {precision} "
+                f"(it holds {sorted(have)}); export them with `edgetam-export export --graph NAME "
+                f"--out {self.root}` (same weights and options) or export all four"
+            )
 
     def artifact(self, backend: str, graph: str, precision: str) -> dict:
         """The manifest entry of one artifact (``path`` is relative to :attr:`root`)."""

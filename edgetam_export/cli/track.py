@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..models.constants import GRAPH_NAMES
 from ..overlay import overlay_masks
 from ..tracker.prompts import validate_points
 from ..video import VideoError, read_image, read_video, write_png, write_video
@@ -27,6 +28,7 @@ def _runtime(
     backend: Backend | None,
     precision: Precision | None = None,
     threads: int | None = None,
+    graphs: tuple[str, ...] = GRAPH_NAMES,
 ):
     """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights."""
     if bundle is not None and checkpoint is not None:
@@ -39,6 +41,7 @@ def _runtime(
 
         b = load_bundle(bundle)
         chosen = b.select(backend.value if backend else None, precision.value if precision else None)
+        b.require_graphs(*chosen, graphs=graphs)
         if backend is None or precision is None:
             console.print(
                 f"using {chosen[0]} {chosen[1]} from {bundle} "
@@ -297,7 +300,9 @@ def segment(
     bx = _floats(box, (4,), "--box") if box else None
     if not pts and bx is None:
         raise typer.BadParameter("give at least one --point or --box")
-    runtime, weights = _runtime(checkpoint, bundle, backend, precision, threads)
+    runtime, weights = _runtime(
+        checkpoint, bundle, backend, precision, threads, graphs=("image_encoder", "prompt_decoder")
+    )
     from ..image_segmentation import segment_image
 
     res = segment_image(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.constants import LOW_RES, NO_OBJ_SCORE, NUM_MASKMEM
+from ..models.constants import GRAPH_NAMES, LOW_RES, NO_OBJ_SCORE, NUM_MASKMEM
 from ..preprocessing import preprocess, to_model_frame
 from ..runtime.base import Runtime
 from ..video import read_video
@@ -79,6 +79,9 @@ class Tracker:
         non_overlap_masks: bool = False,
         feature_cache_size: int = 2,
     ):
+        missing = [g for g in GRAPH_NAMES if g not in runtime.contracts]
+        if missing:
+            raise ValueError(f"the tracker needs all four graphs; the runtime lacks {missing}")
         self.runtime = runtime
         self.fill_hole_area = int(fill_hole_area)
         self.non_overlap_masks = non_overlap_masks
@@ -116,9 +119,12 @@ class Tracker:
         first off macOS; Core ML fp16 first on macOS). ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
         Other keyword arguments go to :class:`Tracker` (e.g. ``fill_hole_area``).
         """
-        from ..runtime.loader import runtime_from_bundle
+        from ..runtime.loader import as_bundle, runtime_from_bundle
 
-        return cls(runtime_from_bundle(path, backend=backend, precision=precision), **kwargs)
+        bundle = as_bundle(path)
+        backend, precision = bundle.select(backend, precision)
+        bundle.require_graphs(backend, precision)
+        return cls(runtime_from_bundle(bundle, backend=backend, precision=precision), **kwargs)
 
     # ------------------------------------------------------------------ session API
     def init_video_session(
