@@ -182,6 +182,32 @@ class Bundle:
     def weights(self) -> dict:
         return dict(self.manifest.get("weights", {}))
 
+    @property
+    def digest(self) -> str:
+        """The bundle's identity: :func:`bundle_digest` of its manifest.json."""
+        return bundle_digest(self.root)
+
+    def check_digest(self, expected: str | None) -> None:
+        """Raise :class:`BundleError` unless the bundle's digest is ``expected`` (None: no check)."""
+        if expected is None:
+            return
+        want = expected if expected.startswith("sha256:") else f"sha256:{expected}"
+        if self.digest != want:
+            raise BundleError(f"{self.root}: bundle digest is {self.digest}, expected {want}")
+
+
+def bundle_digest(root: str | os.PathLike) -> str:
+    """``sha256:<hex>`` over the bytes of ``<root>/manifest.json``.
+
+    The manifest records every file's sha256, so this one value pins every artifact, the
+    constants, the contracts and the weights provenance: ``export`` and ``inspect`` print it,
+    ``track``/``verify --expect-digest`` and ``Tracker.from_bundle(expect_digest=)`` check it.
+    """
+    p = Path(root)
+    if p.name != MANIFEST:
+        p = p / MANIFEST
+    return f"sha256:{file_sha256(p)}"
+
 
 def read_manifest(path: str | os.PathLike) -> dict:
     """Parse ``<bundle>/manifest.json`` (no checksum verification) with clear errors."""

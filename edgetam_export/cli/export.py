@@ -192,6 +192,7 @@ def export_cmd(
         f"{len(bundle.artifacts)} artifacts, {_size(total_bytes)}, "
         f"{bundle.manifest['export_seconds_total']:.1f} s; weights: {_weights_line(bundle.weights)}"
     )
+    _plain(f"digest: {bundle.digest}")
 
 
 def _plain(*objects) -> None:
@@ -224,6 +225,9 @@ def verify_cmd(
         None, "--precision", "-p", help="Verify only these precisions."
     ),
     threads: int = typer.Option(None, help="ONNX Runtime intra-op threads."),
+    expect_digest: str = typer.Option(
+        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+    ),
 ) -> None:
     """Compare every graph of BUNDLE with the PyTorch reference; exit 1 on any failure."""
     consoles.bind()
@@ -233,10 +237,11 @@ def verify_cmd(
 
     try:
         bundle = load_bundle(bundle_path)
+        bundle.check_digest(expect_digest)
     except BundleError as e:
         consoles.err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    _plain(f"bundle {bundle.root}: weights {_weights_line(bundle.weights)}")
+    _plain(f"bundle {bundle.root}: weights {_weights_line(bundle.weights)}; digest {bundle.digest}")
     try:
         report = verify_bundle(
             bundle,
@@ -311,6 +316,7 @@ def inspect_cmd(
     m = bundle.manifest
     _plain(f"{bundle.root}  ({m['format']} v{m['format_version']}, {m.get('created_by', '?')})")
     _plain(f"created: {m.get('created_utc', '?')}")
+    _plain(f"digest: {bundle.digest}")
     _plain(
         f"checksums: {'all ' + str(len(m['files'])) + ' files OK' if verify else 'not checked (--no-verify)'}"
     )

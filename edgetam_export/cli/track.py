@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..models.constants import GRAPH_NAMES
@@ -29,8 +30,16 @@ def _runtime(
     precision: Precision | None = None,
     threads: int | None = None,
     graphs: tuple[str, ...] = GRAPH_NAMES,
+    expect_digest: str | None = None,
 ):
-    """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights."""
+    """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights.
+
+    Returns ``(runtime, provenance)``: provenance holds ``weights`` (one line),
+    ``weights_provenance`` (synthetic + salt, or checkpoint path + sha256) and, for a bundle,
+    ``bundle_digest``; it goes into summary.json.
+    """
+    if expect_digest is not None and bundle is None:
+        raise typer.BadParameter("--expect-digest pins a bundle: add --bundle")
     if bundle is not None and checkpoint is not None:
         raise typer.BadParameter("give --checkpoint or --bundle, not both")
     if bundle is None and (backend is not None or precision is not None):
@@ -40,6 +49,10 @@ def _runtime(
         from ..runtime.loader import runtime_from_bundle
 
         b = load_bundle(bundle)
+        b.check_digest(expect_digest)
+        w = b.weights
+        if w.get("source") == "synthetic":
+            _warn_synthetic(f"bundle {bundle} was exported from SYNTHETIC weights (salt {w.get('salt')})")
         chosen = b.select(backend.value if backend else None, precision.value if precision else None)
         b.require_graphs(*chosen, graphs=graphs)
         if backend is None or precision is None:
@@ -50,7 +63,12 @@ def _runtime(
                 markup=False,
             )
         kwargs = {"num_threads": threads} if threads and chosen[0] in ("onnx", "executorch") else {}
-        return runtime_from_bundle(b, backend=chosen[0], precision=chosen[1], **kwargs), f"bundle {bundle}"
+        provenance = {
+            "weights": f"bundle {bundle} ({_weights_short(w)})",
+            "weights_provenance": w,
+            "bundle_digest": b.digest,
+        }
+        return runtime_from_bundle(b, backend=chosen[0], precision=chosen[1], **kwargs), provenance
     from ..models import build_edgetam
     from ..runtime.torch_runtime import TorchRuntime
 
@@ -60,12 +78,30 @@ def _runtime(
         torch.set_num_threads(threads)
 
     if checkpoint is None:
-        console.print(
-            "[bold yellow]WARNING: no --checkpoint given: using SYNTHETIC weights (salt 0). "
-            "Masks are numerically meaningful but semantically random; pass --checkpoint edgetam.pt.[/]"
-        )
-        return TorchRuntime(build_edgetam(None)), "synthetic weights (salt 0)"
-    return TorchRuntime(build_edgetam(str(checkpoint))), f"checkpoint {checkpoint}"
+        _warn_synthetic("no --checkpoint given: using SYNTHETIC weights (salt 0)")
+        w = {"source": "synthetic", "salt": 0}
+        return TorchRuntime(build_edgetam(None)), {
+            "weights": "synthetic weights (salt 0)",
+            "weights_provenance": w,
+        }
+    from ..fileio import file_sha256
+
+    runtime = TorchRuntime(build_edgetam(str(checkpoint)))
+    w = {"source": "checkpoint", "path": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint)}
+    return runtime, {"weights": f"checkpoint {checkpoint}", "weights_provenance": w}
+
+
+def _warn_synthetic(what: str) -> None:
+    console.print(
+        f"[bold yellow]WARNING: {escape(what)}. Masks are numerically meaningful but semantically "
+        "random; use the official checkpoint (--checkpoint edgetam.pt, or a bundle exported from it).[/]"
+    )
+
+
+def _weights_short(w: dict) -> str:
+    if w.get("source") == "synthetic":
+        return f"SYNTHETIC weights, salt {w.get('salt')}"
+    return f"checkpoint sha256 {str(w.get('sha256', '?'))[:16]}"
 
 
 def _choices(b) -> dict[str, list[str]]:
@@ -172,6 +208,9 @@ def track(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
     ),
+    expect_digest: str | None = typer.Option(
+        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+    ),
     out: Path = typer.Option(Path("track_out"), "--out", help="Output folder."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Only the first N frames."),
     fill_hole_area: int = typer.Option(
@@ -189,7 +228,9 @@ def track(
             raise typer.BadParameter(
                 f"--frame {g['frame']} is out of range: the video has {len(frames)} frames"
             )
-    runtime, weights = _runtime(checkpoint, bundle, backend, precision, threads)
+    runtime, provenance = _runtime(
+        checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
+    )
     from ..tracker import Tracker
 
     tracker = Tracker(runtime, fill_hole_area=fill_hole_area)
@@ -251,7 +292,7 @@ def track(
             "video": str(video),
             "frames": len(frames),
             "size_hw": [h, w],
-            "weights": weights,
+            **provenance,
             "runtime": runtime.name,
             "backend": getattr(runtime, "backend", "pytorch"),
             "precision": getattr(runtime, "precision", "fp32"),
@@ -289,6 +330,9 @@ def segment(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
     ),
+    expect_digest: str | None = typer.Option(
+        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+    ),
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
 ) -> None:
     """Segment one object in IMAGE: writes mask.png, every candidate mask with its IoU score, and summary.json."""
@@ -300,8 +344,14 @@ def segment(
     bx = _floats(box, (4,), "--box") if box else None
     if not pts and bx is None:
         raise typer.BadParameter("give at least one --point or --box")
-    runtime, weights = _runtime(
-        checkpoint, bundle, backend, precision, threads, graphs=("image_encoder", "prompt_decoder")
+    runtime, provenance = _runtime(
+        checkpoint,
+        bundle,
+        backend,
+        precision,
+        threads,
+        graphs=("image_encoder", "prompt_decoder"),
+        expect_digest=expect_digest,
     )
     from ..image_segmentation import segment_image
 
@@ -322,7 +372,7 @@ def segment(
         out / "summary.json",
         {
             "image": str(image),
-            "weights": weights,
+            **provenance,
             "runtime": runtime.name,
             "backend": getattr(runtime, "backend", "pytorch"),
             "precision": getattr(runtime, "precision", "fp32"),

@@ -109,6 +109,7 @@ class Tracker:
         path: str | os.PathLike,
         backend: str | None = None,
         precision: str | None = None,
+        expect_digest: str | None = None,
         **kwargs,
     ) -> Tracker:
         """Tracker on an exported bundle; the runtime is chosen from its manifest (checksums verified).
@@ -116,12 +117,14 @@ class Tracker:
         ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` (``fp32``, ``fp16``)
         select among the bundle's artifacts; what is omitted is the host's default
         (:func:`edgetam_export.bundle.default_choice`: ExecuTorch, then ONNX, then Core ML, fp32
-        first off macOS; Core ML fp16 first on macOS). ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
+        first off macOS; Core ML fp16 first on macOS). ``expect_digest`` (``sha256:<hex>``, as
+        ``export`` and ``inspect`` print it) pins the bundle. ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
         Other keyword arguments go to :class:`Tracker` (e.g. ``fill_hole_area``).
         """
         from ..runtime.loader import as_bundle, runtime_from_bundle
 
         bundle = as_bundle(path)
+        bundle.check_digest(expect_digest)
         backend, precision = bundle.select(backend, precision)
         bundle.require_graphs(backend, precision)
         return cls(runtime_from_bundle(bundle, backend=backend, precision=precision), **kwargs)
