@@ -94,3 +94,23 @@ def user_errors(command):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def prepare_out(out, overwrite: bool) -> None:
+    """Make ``out`` an empty output folder: refuse a non-empty one unless ``overwrite`` (then empty it).
+
+    A re-run never leaves the previous run's files beside the new summary.json.
+    """
+    from pathlib import Path
+
+    from ..fileio import remove_path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"--out {out} is not empty: choose another folder or pass --overwrite")
+        for child in out.iterdir():
+            remove_path(child)
+    out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from ..overlay import overlay_masks
 from ..tracker.prompts import validate_points
 from ..video import VideoError, read_image, read_video, write_png, write_video
 from .app import app
-from .options import Backend, Precision, user_errors
+from .options import Backend, Precision, prepare_out, user_errors
 
 console = Console(stderr=True)
 
@@ -211,6 +211,7 @@ def track(
     expect_digest: str | None = typer.Option(
         None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
     out: Path = typer.Option(Path("track_out"), "--out", help="Output folder."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Only the first N frames."),
     fill_hole_area: int = typer.Option(
@@ -248,7 +249,7 @@ def track(
         except (ValueError, IndexError) as e:
             raise typer.BadParameter(str(e)) from None
     h, w = frames[0].shape[:2]
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, overwrite)
     scores: dict[int, dict[str, float]] = {}
     overlays: dict[int, np.ndarray] = {}
     start = min(g["frame"] for g in groups)
@@ -333,6 +334,7 @@ def segment(
     expect_digest: str | None = typer.Option(
         None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
 ) -> None:
     """Segment one object in IMAGE: writes mask.png, every candidate mask with its IoU score, and summary.json."""
@@ -362,7 +364,7 @@ def segment(
         labels=[label for _, label in pts] if pts else None,
         box=np.array(bx, np.float32) if bx else None,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, overwrite)
     write_png(out / "mask.png", (res.mask > 0).astype(np.uint8) * 255)
     write_png(out / "overlay.png", overlay_masks(img, (res.mask > 0)[None]))
     for k in range(res.candidates.shape[0]):
