@@ -12,6 +12,7 @@ from .runtime.base import Runtime
 from .tracker.decisions import Decision, decide_outputs, use_multimask
 from .tracker.feeds import pack_points
 from .tracker.postprocess import fill_holes, resize_logits
+from .tracker.prompts import validate_box, validate_points
 from .tracker.session import PointPrompt
 
 
@@ -43,12 +44,15 @@ def segment_image(
     in the official model; a box counts as two points.
     """
     h, w = image.shape[:2]
-    pts = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32).reshape(-1, 2)
-    lab = np.zeros((0,), np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
-    if len(pts) != len(lab):
-        raise ValueError(f"{len(pts)} points but {len(lab)} labels")
+    if (points is None) != (labels is None):
+        raise ValueError("points and labels must be given together")
+    pts, lab = (
+        (np.zeros((0, 2), np.float32), np.zeros((0,), np.int64))
+        if points is None
+        else validate_points(points, labels)
+    )
     if box is not None:
-        pts = np.concatenate([np.asarray(box, np.float32).reshape(2, 2), pts])
+        pts = np.concatenate([validate_box(box).reshape(2, 2), pts])
         lab = np.concatenate([[2, 3], lab])
     if len(lab) == 0:
         raise ValueError("give at least one point or a box")

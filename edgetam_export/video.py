@@ -75,6 +75,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             if stream is not None:
                 for packet in stream.encode():
                     container.mux(packet)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; every output is 0644
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

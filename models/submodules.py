@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .constants import GRAPH_NAMES
 from .contracts import ExportModule
 from .edgetam import EdgeTAM
 from .wrap_image_encoder import ImageEncoderExport
@@ -11,7 +12,7 @@ from .wrap_memory_attention import MemoryAttentionExport
 from .wrap_memory_encoder import MemoryEncoderExport
 from .wrap_prompt_decoder import PromptDecoderExport
 
-SUBMODULE_NAMES = ("image_encoder", "prompt_decoder", "memory_encoder", "memory_attention")
+SUBMODULE_NAMES = GRAPH_NAMES
 NUM_RECENT_FRAMES = 6  # num_maskmem - 1
 
 

@@ -16,6 +16,7 @@ artifact files. Writing lives in :mod:`edgetam_export.bundle.write`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 from dataclasses import dataclass, field
@@ -25,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import file_sha256
-from ..models.constants import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+from ..models.constants import GRAPH_NAMES, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from ..models.contracts import Contract
 
 FORMAT = "edgetam-export-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CONSTANTS = "constants.npz"
+log = logging.getLogger("edgetam_export.bundle")
 TOOLS = ("torch", "executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "numpy", "edgetam-export")
 
 
@@ -74,6 +76,34 @@ def files_below(root: Path, skip: set[str]) -> list[str]:
     )
 
 
+# The documented default when a bundle holds several backends/precisions and none is chosen:
+# the backend this host runs natively first (Core ML on macOS; ExecuTorch then ONNX elsewhere,
+# Core ML last because off Apple it only runs through the slow MIL evaluator); fp32 before
+# fp16 on CPU hosts, fp16 first for Core ML on macOS (the Neural Engine computes in fp16).
+_BACKEND_ORDER = {"Darwin": ("coreml", "executorch", "onnx")}
+_BACKEND_ORDER_OTHER = ("executorch", "onnx", "coreml")
+
+
+def default_choice(available: dict[str, list[str]], system: str | None = None) -> tuple[str, str]:
+    """The default ``(backend, precision)`` among ``available`` ({backend: [precisions]}) on this host.
+
+    ``system`` is ``platform.system()`` (default: this host). This is the one place the policy
+    lives; ``Bundle.select``, the runtimes, the tracker and every command use it.
+    """
+    system = platform.system() if system is None else system
+    order = _BACKEND_ORDER.get(system, _BACKEND_ORDER_OTHER)
+    backends = [b for b in order if b in available] + sorted(b for b in available if b not in order)
+    if not backends:
+        raise BundleError("no backend to choose from")
+    backend = backends[0]
+    prec_order = ("fp16", "fp32") if (system == "Darwin" and backend == "coreml") else ("fp32", "fp16")
+    precs = available[backend]
+    ranked = [p for p in prec_order if p in precs] + sorted(p for p in precs if p not in prec_order)
+    if not ranked:
+        raise BundleError(f"no precision to choose from for {backend}")
+    return backend, ranked[0]
+
+
 @dataclass
 class Bundle:
     """A verified bundle: manifest, contracts, host constants and artifact lookup."""
@@ -93,26 +123,50 @@ class Bundle:
         return sorted({a["precision"] for a in self.artifacts if a["backend"] == backend})
 
     def select(self, backend: str | None = None, precision: str | None = None) -> tuple[str, str]:
-        """Resolve ``(backend, precision)``; either may be None if the bundle holds only one choice."""
+        """Resolve ``(backend, precision)``; what is left None is picked by :func:`default_choice`.
+
+        The pick is logged (logger ``edgetam_export.bundle``) when the bundle offered a choice.
+        """
         backends = self.backends
-        if backend is None:
-            if len(backends) != 1:
-                raise BundleError(f"{self.root}: bundle holds backends {backends}; choose one with backend=")
-            backend = backends[0]
-        elif backend not in backends:
+        if not backends:
+            raise BundleError(f"{self.root}: the bundle holds no artifacts")
+        if backend is not None and backend not in backends:
             raise BundleError(f"{self.root}: no {backend!r} artifacts in this bundle (it holds {backends})")
-        precisions = self.precisions(backend)
-        if precision is None:
-            if len(precisions) != 1:
-                raise BundleError(
-                    f"{self.root}: {backend} artifacts exist at {precisions}; choose one with precision="
+        if backend is None or precision is None:
+            available = {b: self.precisions(b) for b in ([backend] if backend else backends)}
+            if precision is not None:
+                available = {b: p for b, p in available.items() if precision in p} or available
+            picked = default_choice(available)
+            if len(available) > 1 or len(next(iter(available.values()))) > 1:
+                log.info(
+                    "%s: picked %s %s (default for this host; choose with backend=/precision=)",
+                    self.root,
+                    *picked,
                 )
-            precision = precisions[0]
-        elif precision not in precisions:
+            backend = picked[0] if backend is None else backend
+            precision = picked[1] if precision is None else precision
+        precisions = self.precisions(backend)
+        if precision not in precisions:
             raise BundleError(
                 f"{self.root}: no {backend} artifacts at {precision!r} (available: {precisions})"
             )
         return backend, precision
+
+    def require_graphs(self, backend: str, precision: str, graphs: tuple[str, ...] = GRAPH_NAMES) -> None:
+        """Raise :class:`BundleError` naming each of ``graphs`` missing at ``backend`` ``precision``.
+
+        :func:`load_bundle` and the runtimes open partial bundles (``inspect`` and ``verify``
+        work on them, ``export --graph`` adds to them); the tracker (all four graphs) and
+        ``segment`` (image encoder + prompt decoder) call this first.
+        """
+        have = {a["graph"] for a in self.artifacts if (a["backend"], a["precision"]) == (backend, precision)}
+        missing = [g for g in graphs if g not in have or g not in self.contracts]
+        if missing:
+            raise BundleError(
+                f"{self.root}: the bundle lacks graph(s) {missing} for {backend} {precision} "
+                f"(it holds {sorted(have)}); export them with `edgetam-export export --graph NAME "
+                f"--out {self.root}` (same weights and options) or export all four"
+            )
 
     def artifact(self, backend: str, graph: str, precision: str) -> dict:
         """The manifest entry of one artifact (``path`` is relative to :attr:`root`)."""
@@ -127,6 +181,32 @@ class Bundle:
     @property
     def weights(self) -> dict:
         return dict(self.manifest.get("weights", {}))
+
+    @property
+    def digest(self) -> str:
+        """The bundle's identity: :func:`bundle_digest` of its manifest.json."""
+        return bundle_digest(self.root)
+
+    def check_digest(self, expected: str | None) -> None:
+        """Raise :class:`BundleError` unless the bundle's digest is ``expected`` (None: no check)."""
+        if expected is None:
+            return
+        want = expected if expected.startswith("sha256:") else f"sha256:{expected}"
+        if self.digest != want:
+            raise BundleError(f"{self.root}: bundle digest is {self.digest}, expected {want}")
+
+
+def bundle_digest(root: str | os.PathLike) -> str:
+    """``sha256:<hex>`` over the bytes of ``<root>/manifest.json``.
+
+    The manifest records every file's sha256, so this one value pins every artifact, the
+    constants, the contracts and the weights provenance: ``export`` and ``inspect`` print it,
+    ``track``/``verify --expect-digest`` and ``Tracker.from_bundle(expect_digest=)`` check it.
+    """
+    p = Path(root)
+    if p.name != MANIFEST:
+        p = p / MANIFEST
+    return f"sha256:{file_sha256(p)}"
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

@@ -67,6 +67,7 @@ def write_bundle(
     options: dict,
     precisions: Sequence[str] | None = None,
     progress: Progress | None = None,
+    keep: Bundle | None = None,
 ) -> Bundle:
     """Export every module with every exporter and write a bundle to ``out`` atomically.
 
@@ -80,6 +81,9 @@ def write_bundle(
         precisions: precisions to export for every backend; None = each backend's default
             (Core ML fp16, ExecuTorch fp32, ONNX fp32).
         progress: called before (report None) and after each artifact.
+        keep: an existing bundle (same weights and options, see :func:`mergeable_bundle`) whose
+            artifacts this export does not replace are copied into the new bundle, so exporting
+            some graphs into a bundle adds them instead of dropping the others.
 
     Returns the verified :class:`Bundle` (as :func:`load_bundle` reads it back).
     """
@@ -104,6 +108,18 @@ def write_bundle(
         np.savez(tmp / CONSTANTS, **arrays)
         artifacts = []
         t_start = time.perf_counter()
+        if keep is not None:
+            planned = {(e.name, g, p) for e in exporters for p in plan[e.name] for g in modules}
+            for a in keep.artifacts:
+                if (a["backend"], a["graph"], a["precision"]) in planned:
+                    continue
+                src, dst = keep.root / a["path"], tmp / a["path"]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if src.is_dir():
+                    shutil.copytree(src, dst)
+                else:
+                    shutil.copy2(src, dst)
+                artifacts.append(dict(a))
         for e in exporters:
             for precision in plan[e.name]:
                 for graph, module in modules.items():
@@ -124,7 +140,10 @@ def write_bundle(
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "created_by": f"edgetam-export {_package_version()}",
             "command": " ".join(sys.argv) if sys.argv else "",
-            "graphs": {name: m.contract.as_dict() for name, m in modules.items()},
+            "graphs": {
+                **(dict(keep.manifest["graphs"]) if keep is not None else {}),
+                **{name: m.contract.as_dict() for name, m in modules.items()},
+            },
             "preprocessing": preprocessing_info(),
             "constants": {
                 "file": CONSTANTS,
@@ -132,10 +151,13 @@ def write_bundle(
             },
             "options": _jsonable(options),
             "weights": _jsonable(weights),
-            "backends": {
-                e.name: {"options": e.options(), "precisions": plan[e.name], "suffix": e.suffix}
-                for e in exporters
-            },
+            "backends": _merged_backends(
+                keep,
+                {
+                    e.name: {"options": e.options(), "precisions": plan[e.name], "suffix": e.suffix}
+                    for e in exporters
+                },
+            ),
             "artifacts": artifacts,
             "export_seconds_total": round(time.perf_counter() - t_start, 3),
             "tools": tool_versions(),
@@ -147,6 +169,51 @@ def write_bundle(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return load_bundle(out)
+
+
+def _merged_backends(keep: Bundle | None, new: dict) -> dict:
+    """The manifest's ``backends`` section: the kept bundle's, updated with this export's."""
+    out = {b: dict(v) for b, v in (keep.manifest.get("backends", {}) if keep is not None else {}).items()}
+    for b, info in new.items():
+        old = out.get(b, {}).get("precisions", [])
+        merged = [p for p in PRECISIONS if p in old or p in info["precisions"]]
+        out[b] = {**info, "precisions": merged}
+    return out
+
+
+def mergeable_bundle(out: Path, graphs: Sequence[str], weights: dict, options: dict) -> Bundle | None:
+    """The bundle at ``out`` to add ``graphs`` to, or None when there is none or all graphs are re-exported.
+
+    Raises :class:`BundleError` when ``out`` holds a bundle made from other weights or options
+    (mixing them would make a bundle whose graphs disagree).
+    """
+    if set(SUBMODULE_NAMES) <= set(graphs) or not (out / MANIFEST).is_file():
+        return None
+    existing = load_bundle(out)
+    old_sd, new_sd = existing.weights.get("state_dict_sha256"), weights.get("state_dict_sha256")
+    if old_sd != new_sd:
+        raise BundleError(
+            f"refusing to add {list(graphs)} to {out}: it was exported from other weights "
+            f"({_weights_short(existing.weights)}, this export: {_weights_short(weights)}); "
+            "export all four graphs or choose another --out"
+        )
+    if existing.options != _jsonable(options):
+        diff = sorted(
+            k
+            for k in set(existing.options) | set(options)
+            if existing.options.get(k) != _jsonable(options).get(k)
+        )
+        raise BundleError(
+            f"refusing to add {list(graphs)} to {out}: its export options differ ({', '.join(diff)}); "
+            "export all four graphs or choose another --out"
+        )
+    return existing
+
+
+def _weights_short(w: dict) -> str:
+    if w.get("source") == "synthetic":
+        return f"synthetic salt {w.get('salt')}"
+    return f"checkpoint sha256 {str(w.get('sha256', '?'))[:12]}"
 
 
 def _artifact_metadata(weights: dict, graph: str) -> dict[str, str]:
@@ -193,7 +260,9 @@ def export_bundle(
     """Build EdgeTAM (checkpoint, or synthetic weights of ``salt``; default synthetic salt 0),
     wrap the four graphs and write a bundle with ``backends`` to ``out``.
 
-    ``graphs`` limits the export to a subset of the four graphs (for tests and debugging).
+    ``graphs`` limits the export to a subset of the four graphs; exported into an existing
+    bundle of the same weights and options, they are added to it (its other artifacts are
+    kept), and a bundle of other weights or options is refused.
     """
     # Cheap checks first: building the reference takes seconds.
     _prepare_target(Path(out))
@@ -207,8 +276,10 @@ def export_bundle(
     )
     # Options describe the whole configuration (all four graphs), even for a subset export.
     options = export_options(modules, fuse, max_points, max_cond_frames, max_obj_ptrs)
+    keep = None
     if graphs is not None:
         modules = {k: v for k, v in modules.items() if k in graphs}
+        keep = mergeable_bundle(Path(out), list(graphs), weights, options)
     return write_bundle(
         out,
         modules,
@@ -218,4 +289,5 @@ def export_bundle(
         options=options,
         precisions=precisions,
         progress=progress,
+        keep=keep,
     )

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..fileio import write_json_atomic
 from .app import app
-from .options import Backend, ComputeUnits, Precision, consoles
+from .options import Backend, ComputeUnits, Precision, consoles, user_errors
 
 
 class Target(str, Enum):
@@ -83,6 +83,7 @@ def artifacts_table(artifacts: list[dict], title: str = "artifacts") -> Table:
 
 
 @app.command("export")
+@user_errors
 def export_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (replaced atomically)."),
     backend: list[Backend] = typer.Option(
@@ -190,6 +191,7 @@ def export_cmd(
         f"{len(bundle.artifacts)} artifacts, {_size(total_bytes)}, "
         f"{bundle.manifest['export_seconds_total']:.1f} s; weights: {_weights_line(bundle.weights)}"
     )
+    _plain(f"digest: {bundle.digest}")
 
 
 def _plain(*objects) -> None:
@@ -212,6 +214,7 @@ def _fmt(x: float, spec: str = ".3g") -> str:
 
 
 @app.command("verify")
+@user_errors
 def verify_cmd(
     bundle_path: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle folder written by `export`."),
     json_out: Path = typer.Option(None, "--json", help="Write the full report as JSON here."),
@@ -221,6 +224,9 @@ def verify_cmd(
         None, "--precision", "-p", help="Verify only these precisions."
     ),
     threads: int = typer.Option(None, help="ONNX Runtime intra-op threads."),
+    expect_digest: str = typer.Option(
+        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+    ),
 ) -> None:
     """Compare every graph of BUNDLE with the PyTorch reference; exit 1 on any failure."""
     consoles.bind()
@@ -230,10 +236,11 @@ def verify_cmd(
 
     try:
         bundle = load_bundle(bundle_path)
+        bundle.check_digest(expect_digest)
     except BundleError as e:
         consoles.err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
-    _plain(f"bundle {bundle.root}: weights {_weights_line(bundle.weights)}")
+    _plain(f"bundle {bundle.root}: weights {_weights_line(bundle.weights)}; digest {bundle.digest}")
     try:
         report = verify_bundle(
             bundle,
@@ -289,6 +296,7 @@ def verify_cmd(
 
 
 @app.command("inspect")
+@user_errors
 def inspect_cmd(
     bundle_path: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle folder written by `export`."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file's sha256."),
@@ -305,6 +313,7 @@ def inspect_cmd(
     m = bundle.manifest
     _plain(f"{bundle.root}  ({m['format']} v{m['format_version']}, {m.get('created_by', '?')})")
     _plain(f"created: {m.get('created_utc', '?')}")
+    _plain(f"digest: {bundle.digest}")
     _plain(
         f"checksums: {'all ' + str(len(m['files'])) + ' files OK' if verify else 'not checked (--no-verify)'}"
     )

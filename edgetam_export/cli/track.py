@@ -8,34 +8,103 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..fileio import write_json_atomic
+from ..models.constants import GRAPH_NAMES
 from ..overlay import overlay_masks
+from ..tracker.prompts import validate_points
 from ..video import VideoError, read_image, read_video, write_png, write_video
 from .app import app
+from .options import Backend, Precision, prepare_out, user_errors
 
 console = Console(stderr=True)
 
 
-def _runtime(checkpoint: Path | None, bundle: Path | None, backend: str | None):
-    """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights."""
+def _runtime(
+    checkpoint: Path | None,
+    bundle: Path | None,
+    backend: Backend | None,
+    precision: Precision | None = None,
+    threads: int | None = None,
+    graphs: tuple[str, ...] = GRAPH_NAMES,
+    expect_digest: str | None = None,
+):
+    """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights.
+
+    Returns ``(runtime, provenance)``: provenance holds ``weights`` (one line),
+    ``weights_provenance`` (synthetic + salt, or checkpoint path + sha256) and, for a bundle,
+    ``bundle_digest``; it goes into summary.json.
+    """
+    if expect_digest is not None and bundle is None:
+        raise typer.BadParameter("--expect-digest pins a bundle: add --bundle")
     if bundle is not None and checkpoint is not None:
         raise typer.BadParameter("give --checkpoint or --bundle, not both")
+    if bundle is None and (backend is not None or precision is not None):
+        raise typer.BadParameter("--backend and --precision choose among a bundle's artifacts: add --bundle")
     if bundle is not None:
+        from ..bundle import load_bundle
         from ..runtime.loader import runtime_from_bundle
 
-        return runtime_from_bundle(bundle, backend=backend), f"bundle {bundle}"
+        b = load_bundle(bundle)
+        b.check_digest(expect_digest)
+        w = b.weights
+        if w.get("source") == "synthetic":
+            _warn_synthetic(f"bundle {bundle} was exported from SYNTHETIC weights (salt {w.get('salt')})")
+        chosen = b.select(backend.value if backend else None, precision.value if precision else None)
+        b.require_graphs(*chosen, graphs=graphs)
+        if backend is None or precision is None:
+            console.print(
+                f"using {chosen[0]} {chosen[1]} from {bundle} "
+                f"(default for this host among {', '.join(f'{k} {v}' for k, v in _choices(b).items())}; "
+                "choose with --backend/--precision)",
+                markup=False,
+            )
+        kwargs = {"num_threads": threads} if threads and chosen[0] in ("onnx", "executorch") else {}
+        provenance = {
+            "weights": f"bundle {bundle} ({_weights_short(w)})",
+            "weights_provenance": w,
+            "bundle_digest": b.digest,
+        }
+        return runtime_from_bundle(b, backend=chosen[0], precision=chosen[1], **kwargs), provenance
     from ..models import build_edgetam
     from ..runtime.torch_runtime import TorchRuntime
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
     if checkpoint is None:
-        console.print(
-            "[bold yellow]WARNING: no --checkpoint given: using SYNTHETIC weights (salt 0). "
-            "Masks are numerically meaningful but semantically random; pass --checkpoint edgetam.pt.[/]"
-        )
-        return TorchRuntime(build_edgetam(None)), "synthetic weights (salt 0)"
-    return TorchRuntime(build_edgetam(str(checkpoint))), f"checkpoint {checkpoint}"
+        _warn_synthetic("no --checkpoint given: using SYNTHETIC weights (salt 0)")
+        w = {"source": "synthetic", "salt": 0}
+        return TorchRuntime(build_edgetam(None)), {
+            "weights": "synthetic weights (salt 0)",
+            "weights_provenance": w,
+        }
+    from ..fileio import file_sha256
+
+    runtime = TorchRuntime(build_edgetam(str(checkpoint)))
+    w = {"source": "checkpoint", "path": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint)}
+    return runtime, {"weights": f"checkpoint {checkpoint}", "weights_provenance": w}
+
+
+def _warn_synthetic(what: str) -> None:
+    console.print(
+        f"[bold yellow]WARNING: {escape(what)}. Masks are numerically meaningful but semantically "
+        "random; use the official checkpoint (--checkpoint edgetam.pt, or a bundle exported from it).[/]"
+    )
+
+
+def _weights_short(w: dict) -> str:
+    if w.get("source") == "synthetic":
+        return f"SYNTHETIC weights, salt {w.get('salt')}"
+    return f"checkpoint sha256 {str(w.get('sha256', '?'))[:16]}"
+
+
+def _choices(b) -> dict[str, list[str]]:
+    return {k: b.precisions(k) for k in b.backends}
 
 
 def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
@@ -48,14 +117,33 @@ def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
     return vals
 
 
+def _point(text: str) -> tuple[list[float], int]:
+    """``X,Y[,LABEL]`` -> ([x, y], label), checked by the one prompt validation the tracker uses."""
+    parts = text.split(",")
+    if len(parts) not in (2, 3):
+        raise typer.BadParameter(f"--point {text!r}: expected X,Y or X,Y,LABEL")
+    xy = _floats(",".join(parts[:2]), (2,), "--point")
+    label = 1
+    if len(parts) == 3:
+        try:
+            label = int(parts[2].strip())
+        except ValueError:
+            raise typer.BadParameter(
+                f"--point {text!r}: the label must be 0 (negative) or 1 (positive), got {parts[2]!r}"
+            ) from None
+    try:
+        validate_points([xy], [label], what=f"--point {text!r}")
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return xy, label
+
+
 def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], frames: list[int]) -> list[dict]:
     """Assign prompts to (object, frame): boxes first then points, zipped with --obj-id / --frame.
 
     A single --obj-id or --frame applies to every prompt; otherwise give one per prompt.
     """
-    prompts = [("box", _floats(b, (4,), "--box")) for b in boxes] + [
-        ("point", _floats(p, (2, 3), "--point")) for p in points
-    ]
+    prompts = [("box", _floats(b, (4,), "--box")) for b in boxes] + [("point", _point(p)) for p in points]
     if not prompts:
         raise typer.BadParameter("give at least one --point or --box")
 
@@ -79,12 +167,13 @@ def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], fram
                 raise typer.BadParameter(f"object {oid} has two boxes on frame {f}")
             g["box"] = vals
         else:
-            g["points"].append(vals[:2])
-            g["labels"].append(int(vals[2]) if len(vals) == 3 else 1)
+            g["points"].append(vals[0])
+            g["labels"].append(vals[1])
     return list(groups.values())
 
 
 @app.command()
+@user_errors
 def track(
     video: Path = typer.Argument(..., help="Video file (anything FFmpeg decodes)."),
     point: list[str] = typer.Option(
@@ -103,7 +192,19 @@ def track(
     bundle: Path | None = typer.Option(
         None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
     ),
-    backend: str | None = typer.Option(None, "--backend", help="Backend inside a multi-backend bundle."),
+    backend: Backend | None = typer.Option(
+        None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
+    ),
+    precision: Precision | None = typer.Option(
+        None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
+    ),
+    expect_digest: str | None = typer.Option(
+        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
     out: Path = typer.Option(Path("track_out"), "--out", help="Output folder."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Only the first N frames."),
     fill_hole_area: int = typer.Option(
@@ -121,7 +222,9 @@ def track(
             raise typer.BadParameter(
                 f"--frame {g['frame']} is out of range: the video has {len(frames)} frames"
             )
-    runtime, weights = _runtime(checkpoint, bundle, backend)
+    runtime, provenance = _runtime(
+        checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
+    )
     from ..tracker import Tracker
 
     tracker = Tracker(runtime, fill_hole_area=fill_hole_area)
@@ -139,7 +242,7 @@ def track(
         except (ValueError, IndexError) as e:
             raise typer.BadParameter(str(e)) from None
     h, w = frames[0].shape[:2]
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, overwrite)
     scores: dict[int, dict[str, float]] = {}
     overlays: dict[int, np.ndarray] = {}
     start = min(g["frame"] for g in groups)
@@ -183,8 +286,10 @@ def track(
             "video": str(video),
             "frames": len(frames),
             "size_hw": [h, w],
-            "weights": weights,
+            **provenance,
             "runtime": runtime.name,
+            "backend": getattr(runtime, "backend", "pytorch"),
+            "precision": getattr(runtime, "precision", "fp32"),
             "prompts": groups,
             "obj_ids": list(session.obj_ids),
             "object_score_logits": {str(t): scores[t] for t in sorted(scores)},
@@ -199,6 +304,7 @@ def track(
 
 
 @app.command()
+@user_errors
 def segment(
     image: Path = typer.Argument(..., help="Image file."),
     point: list[str] = typer.Option([], "--point", help="Click X,Y[,LABEL] in image pixels. Repeatable."),
@@ -209,7 +315,19 @@ def segment(
     bundle: Path | None = typer.Option(
         None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
     ),
-    backend: str | None = typer.Option(None, "--backend", help="Backend inside a multi-backend bundle."),
+    backend: Backend | None = typer.Option(
+        None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
+    ),
+    precision: Precision | None = typer.Option(
+        None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
+    ),
+    expect_digest: str | None = typer.Option(
+        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
 ) -> None:
     """Segment one object in IMAGE: writes mask.png, every candidate mask with its IoU score, and summary.json."""
@@ -217,21 +335,29 @@ def segment(
         img = read_image(image)
     except VideoError as e:
         raise typer.BadParameter(str(e), param_hint="IMAGE") from None
-    pts = [_floats(p, (2, 3), "--point") for p in point]
+    pts = [_point(p) for p in point]
     bx = _floats(box, (4,), "--box") if box else None
     if not pts and bx is None:
         raise typer.BadParameter("give at least one --point or --box")
-    runtime, weights = _runtime(checkpoint, bundle, backend)
+    runtime, provenance = _runtime(
+        checkpoint,
+        bundle,
+        backend,
+        precision,
+        threads,
+        graphs=("image_encoder", "prompt_decoder"),
+        expect_digest=expect_digest,
+    )
     from ..image_segmentation import segment_image
 
     res = segment_image(
         runtime,
         img,
-        points=np.array([p[:2] for p in pts], np.float32) if pts else None,
-        labels=np.array([int(p[2]) if len(p) == 3 else 1 for p in pts]) if pts else None,
+        points=[xy for xy, _ in pts] if pts else None,
+        labels=[label for _, label in pts] if pts else None,
         box=np.array(bx, np.float32) if bx else None,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, overwrite)
     write_png(out / "mask.png", (res.mask > 0).astype(np.uint8) * 255)
     write_png(out / "overlay.png", overlay_masks(img, (res.mask > 0)[None]))
     for k in range(res.candidates.shape[0]):
@@ -241,8 +367,10 @@ def segment(
         out / "summary.json",
         {
             "image": str(image),
-            "weights": weights,
+            **provenance,
             "runtime": runtime.name,
+            "backend": getattr(runtime, "backend", "pytorch"),
+            "precision": getattr(runtime, "precision", "fp32"),
             "candidate_ious": [float(v) for v in res.candidate_ious],
             "multimask": d.multimask,
             "chosen_mask": d.chosen,

@@ -54,7 +54,9 @@ def runtime_from_bundle(
     """Verify the bundle at ``path`` and return the runtime for its backend.
 
     ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` select among several
-    backends/precisions in one bundle; with a single choice they may be omitted. Extra keyword
+    backends/precisions in one bundle; omitted, the host's default is used
+    (:func:`~edgetam_export.bundle.default_choice`). The runtime runs whatever graphs the
+    bundle holds (a partial bundle too); the tracker checks it has all four. Extra keyword
     arguments go to the runtime's constructor (e.g. ``num_threads``).
     """
     bundle = as_bundle(path)

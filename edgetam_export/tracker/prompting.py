@@ -30,8 +30,10 @@ class PromptingMixin:
         return None
 
     def _apply_pending(self, s: InferenceSession, frame_idx: int | None = None) -> None:
+        # Partition by position, never by ``==``: inputs hold numpy arrays, and two inputs for the
+        # same object and frame must both run, in the order they were added (each refines the last).
         todo = [p for p in s.pending if frame_idx is None or p.frame_idx == frame_idx]
-        s.pending = [p for p in s.pending if p not in todo]
+        s.pending = [p for p in s.pending if not (frame_idx is None or p.frame_idx == frame_idx)]
         for p in todo:
             if p.mask is not None:
                 self._apply_mask(s, p)

@@ -51,14 +51,7 @@ def parse_prompts(
             pts = np.zeros((0, 2), np.float32)
             lab = np.zeros((0,), np.int64)
             if points is not None:
-                pts = np.asarray(points[k], dtype=np.float32).reshape(-1, 2)
-                lab = np.asarray(labels[k], dtype=np.int64).reshape(-1)
-                if pts.shape[0] != lab.shape[0]:
-                    raise ValueError(f"object {oid}: {pts.shape[0]} points but {lab.shape[0]} labels")
-                if not np.isin(lab, (0, 1)).all():
-                    raise ValueError(
-                        f"object {oid}: point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}"
-                    )
+                pts, lab = validate_points(points[k], labels[k], what=f"object {oid}")
             if boxes is not None and boxes[k] is not None:
                 if not clear_old_inputs:
                     raise ValueError("a box must replace earlier inputs: use clear_old_inputs=True")
@@ -71,6 +64,68 @@ def parse_prompts(
             prompt = PointPrompt(pts * scale, lab)
             pending.append(PendingInput(frame_idx, oid, points=prompt, clear_old=clear_old_inputs))
     return pending
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_label(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and int(v) in (0, 1)
+
+
+def validate_points(points, labels, what: str = "points") -> tuple[np.ndarray, np.ndarray]:
+    """The one check of user points and labels (tracker, ``segment``, the CLI): (n, 2) float32 and (n,) int64.
+
+    A point is ``[x, y]`` of real numbers (finite; no strings, no booleans); a label is the
+    integer 0 (negative) or 1 (positive) (no booleans, floats or strings). Raises ``ValueError``
+    naming ``what`` and the offending value.
+    """
+    pts_in = np.asarray(points, dtype=object) if not isinstance(points, np.ndarray) else points
+    lab_in = np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels
+    if pts_in.size == 0:
+        pts_in = pts_in.reshape(0, 2)
+    if pts_in.ndim != 2 or pts_in.shape[1] != 2:
+        raise ValueError(
+            f"{what}: each point is [x, y] (2 numbers), got {np.asarray(points, object).tolist()}"
+        )
+    for v in pts_in.reshape(-1).tolist() if pts_in.dtype == object else ():
+        if not _is_real(v):
+            raise ValueError(f"{what}: point coordinates must be numbers, got {v!r}")
+    if pts_in.dtype != object and not (
+        np.issubdtype(pts_in.dtype, np.integer) or np.issubdtype(pts_in.dtype, np.floating)
+    ):
+        raise ValueError(f"{what}: point coordinates must be numbers, got dtype {pts_in.dtype}")
+    lab_flat = lab_in.reshape(-1)
+    for v in lab_flat.tolist() if lab_in.dtype == object else ():
+        if not _is_label(v):
+            raise ValueError(f"{what}: point labels must be 0 (negative) or 1 (positive), got {v!r}")
+    if lab_in.dtype != object and not np.issubdtype(lab_in.dtype, np.integer):
+        raise ValueError(f"{what}: point labels must be the integers 0 or 1, got dtype {lab_in.dtype}")
+    lab = lab_flat.astype(np.int64)
+    if not np.isin(lab, (0, 1)).all():
+        raise ValueError(f"{what}: point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+    pts = pts_in.astype(np.float32)
+    if pts.shape[0] != lab.shape[0]:
+        raise ValueError(f"{what}: {pts.shape[0]} points but {lab.shape[0]} labels")
+    if not np.isfinite(pts).all():
+        raise ValueError(f"{what}: point coordinates must be finite, got {pts.tolist()}")
+    return pts, lab
+
+
+def validate_box(box, what: str = "box") -> np.ndarray:
+    """A box ``[x0, y0, x1, y1]`` of real numbers with x0 <= x1, y0 <= y1, as (4,) float32."""
+    flat = np.asarray(box, dtype=object).reshape(-1)
+    if flat.shape != (4,) or not all(_is_real(v) for v in flat.tolist()):
+        raise ValueError(
+            f"{what}: a box is [x0, y0, x1, y1] (4 numbers), got {np.asarray(box, object).tolist()}"
+        )
+    b = flat.astype(np.float32)
+    if not np.isfinite(b).all():
+        raise ValueError(f"{what}: box coordinates must be finite, got {b.tolist()}")
+    if b[2] < b[0] or b[3] < b[1]:
+        raise ValueError(f"{what}: box {b.tolist()} has x1 < x0 or y1 < y0")
+    return b
 
 
 def _depth(x) -> int:
@@ -99,15 +154,7 @@ def _per_object(value, n_obj: int, depth: int, what: str) -> list:
 
 def _per_object_boxes(value, n_obj: int) -> list[np.ndarray]:
     boxes = _per_object(value, n_obj, depth=2, what="input_boxes")
-    out = []
-    for b in boxes:
-        b = np.asarray(b, np.float32).reshape(-1)
-        if b.shape != (4,):
-            raise ValueError(f"input_boxes: each box is [x0, y0, x1, y1], got {b.tolist()}")
-        if b[2] < b[0] or b[3] < b[1]:
-            raise ValueError(f"input_boxes: box {b.tolist()} has x1 < x0 or y1 < y0")
-        out.append(b)
-    return out
+    return [validate_box(b, what="input_boxes") for b in boxes]
 
 
 def _per_object_masks(value, n_obj: int) -> list[np.ndarray]:

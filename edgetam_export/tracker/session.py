@@ -66,7 +66,7 @@ class ObjectOutput:
     object_score_logits: np.ndarray
 
 
-@dataclass
+@dataclass(eq=False)
 class PointPrompt:
     """Points in model space (n, 2) (x, y in 0..1024) with labels (n,) in {0, 1, 2, 3}."""
 
@@ -74,9 +74,9 @@ class PointPrompt:
     labels: np.ndarray
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingInput:
-    """An input added to the session and not yet run."""
+    """An input added to the session and not yet run (compared by identity: it holds arrays)."""
 
     frame_idx: int
     obj_id: int

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.constants import LOW_RES, NO_OBJ_SCORE, NUM_MASKMEM
+from ..models.constants import GRAPH_NAMES, LOW_RES, NO_OBJ_SCORE, NUM_MASKMEM
 from ..preprocessing import preprocess, to_model_frame
 from ..runtime.base import Runtime
 from ..video import read_video
@@ -46,6 +46,17 @@ class TrackerOutput:
     object_score_logits: np.ndarray
 
 
+def _size_pair(size) -> tuple[int, int]:
+    """``original_size`` as (H, W) positive ints, or ``ValueError``."""
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise ValueError(f"original_size must be (height, width), got {size!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise ValueError(f"original_size must be two positive integers (height, width), got {size!r}")
+    return int(h), int(w)
+
+
 class Tracker(PromptingMixin):
     """Tracks objects through a video with any runtime that executes the four EdgeTAM graphs.
 
@@ -67,6 +78,9 @@ class Tracker(PromptingMixin):
         non_overlap_masks: bool = False,
         feature_cache_size: int = 2,
     ):
+        missing = [g for g in GRAPH_NAMES if g not in runtime.contracts]
+        if missing:
+            raise ValueError(f"the tracker needs all four graphs; the runtime lacks {missing}")
         self.runtime = runtime
         self.fill_hole_area = int(fill_hole_area)
         self.non_overlap_masks = non_overlap_masks
@@ -94,18 +108,25 @@ class Tracker(PromptingMixin):
         path: str | os.PathLike,
         backend: str | None = None,
         precision: str | None = None,
+        expect_digest: str | None = None,
         **kwargs,
     ) -> Tracker:
         """Tracker on an exported bundle; the runtime is chosen from its manifest (checksums verified).
 
         ``backend`` (``onnx``, ``executorch``, ``coreml``) and ``precision`` (``fp32``, ``fp16``)
-        select among the bundle's artifacts; either may be omitted when the bundle holds only
-        one choice. ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
+        select among the bundle's artifacts; what is omitted is the host's default
+        (:func:`edgetam_export.bundle.default_choice`: ExecuTorch, then ONNX, then Core ML, fp32
+        first off macOS; Core ML fp16 first on macOS). ``expect_digest`` (``sha256:<hex>``, as
+        ``export`` and ``inspect`` print it) pins the bundle. ``path`` may also be a loaded :class:`~edgetam_export.bundle.Bundle`.
         Other keyword arguments go to :class:`Tracker` (e.g. ``fill_hole_area``).
         """
-        from ..runtime.loader import runtime_from_bundle
+        from ..runtime.loader import as_bundle, runtime_from_bundle
 
-        return cls(runtime_from_bundle(path, backend=backend, precision=precision), **kwargs)
+        bundle = as_bundle(path)
+        bundle.check_digest(expect_digest)
+        backend, precision = bundle.select(backend, precision)
+        bundle.require_graphs(backend, precision)
+        return cls(runtime_from_bundle(bundle, backend=backend, precision=precision), **kwargs)
 
     # ------------------------------------------------------------------ session API
     def init_video_session(
@@ -168,9 +189,11 @@ class Tracker(PromptingMixin):
             raise ValueError(f"obj_ids must be an int or a list of distinct ints, got {obj_ids!r}")
         ids = [int(i) for i in ids]
         self._check_frame_for_input(s, frame_idx)
+        # Nothing below touches the session until every check passed: a call that raises leaves it as it was.
+        video_size = (s.video_height, s.video_width)
         if original_size is not None:
-            s.video_height, s.video_width = int(original_size[0]), int(original_size[1])
-        if s.video_height is None or s.video_width is None:
+            video_size = _size_pair(original_size)
+        if video_size[0] is None or video_size[1] is None:
             raise ValueError("the video size is unknown: pass original_size=(H, W) when streaming")
         if input_points is None and input_boxes is None and input_masks is None:
             raise ValueError("give input_points (with input_labels), input_boxes or input_masks")
@@ -189,7 +212,7 @@ class Tracker(PromptingMixin):
         pending = parse_prompts(
             ids,
             frame_idx,
-            (s.video_height, s.video_width),
+            video_size,
             input_points,
             input_labels,
             input_boxes,
@@ -205,6 +228,7 @@ class Tracker(PromptingMixin):
                         f"prompt decoder holds {self.max_points - 1} (+1 padding slot); export with a larger "
                         "--max-points"
                     )
+        s.video_height, s.video_width = video_size
         for oid in ids:
             s.add_object(oid)
         s.pending.extend(pending)
@@ -417,8 +441,15 @@ class Tracker(PromptingMixin):
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.dtype} {frame.shape}")
+        h, w = frame.shape[:2]
+        if s.video_height is not None and (h, w) != (s.video_height, s.video_width):
+            raise ValueError(
+                f"streamed frame {s.num_streamed} is {w}x{h} but the session's video is "
+                f"{s.video_width}x{s.video_height} (width x height): stream frames of one size, "
+                "matching original_size"
+            )
         if s.video_height is None:
-            s.video_height, s.video_width = frame.shape[:2]
+            s.video_height, s.video_width = h, w
         t = s.num_streamed
         s.frames.append(frame)
         s.num_streamed += 1

@@ -84,3 +84,74 @@ def test_segment_image(tmp_path):
     # the golden click: multimask, candidate 1 of 1..3 (decoder mask 2) wins
     assert s["multimask"] is True and s["chosen_mask"] == 2 and len(s["candidate_ious"]) == 4
     assert len(list((out / "candidates").glob("mask_*.png"))) == 4
+
+
+def test_track_and_segment_pick_the_default_in_a_multi_choice_bundle(exported_bundles, small_video, tmp_path):
+    """The main bundle holds onnx + executorch at fp32 + fp16: no choice needed, the pick is recorded."""
+    import platform
+
+    root = str(exported_bundles["main"].root)
+    out = tmp_path / "t"
+    r = runner.invoke(
+        app,
+        [
+            "track",
+            str(small_video),
+            "--point",
+            "81,89",
+            "--bundle",
+            root,
+            "--max-frames",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "default for this host" in r.output
+    s = json.loads((out / "summary.json").read_text())
+    if platform.system() != "Darwin":
+        assert (s["backend"], s["precision"]) == ("executorch", "fp32")
+    img = tmp_path / "frame.png"
+    Image.fromarray(procedural_frame(0)).save(img)
+    r = runner.invoke(
+        app,
+        [
+            "segment",
+            str(img),
+            "--point",
+            "260,380",
+            "--bundle",
+            root,
+            "--backend",
+            "onnx",
+            "--precision",
+            "fp16",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert (s["backend"], s["precision"]) == ("onnx", "fp16")
+
+
+def test_non_empty_out_is_refused_unless_overwrite(tmp_path):
+    img = tmp_path / "frame.png"
+    Image.fromarray(procedural_frame(0)).save(img)
+    out = tmp_path / "seg"
+    out.mkdir()
+    (out / "stale.png").write_bytes(b"old run")
+    args = ["segment", str(img), "--point", "260,380", "--out", str(out)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "--overwrite" in r.output and (out / "stale.png").exists()
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert not (out / "stale.png").exists() and (out / "summary.json").is_file()
+
+
+def test_overlay_video_is_0644(tmp_path):
+    p = write_video(tmp_path / "overlay.mp4", [np.zeros((32, 32, 3), np.uint8)] * 2, fps=5)
+    assert (p.stat().st_mode & 0o777) == 0o644
