@@ -36,7 +36,8 @@ public struct BenchRunner {
         }
         var results: [BenchResult] = []
         for (name, unit) in zip(settings, units) {
-            results.append(try await run(name: name, units: unit, compiled: compiled))
+            let result = try await run(name: name, units: unit, compiled: compiled)
+            results.append(result)
         }
         return results
     }
@@ -57,7 +58,7 @@ public struct BenchRunner {
         config.computeUnits = units
         var models: [String: MLModel] = [:], loadMs: [String: Double] = [:]
         for (graph, entry) in compiled.sorted(by: { $0.key < $1.key }) {
-            let (model, ms) = try time { try MLModel(contentsOf: entry.url, configuration: config) }
+            let (model, ms) = try measure { try MLModel(contentsOf: entry.url, configuration: config) }
             models[graph] = model
             loadMs[graph] = ms
         }
@@ -74,14 +75,14 @@ public struct BenchRunner {
         }
         func timed(_ keys: [String]) throws -> Stats {
             for _ in 0..<plan.warmup { for key in keys { _ = try predict(key) } }
-            let samples = try (0..<plan.iterations).map { _ in try time { try keys.forEach { _ = try predict($0) } }.1 }
+            let samples = try (0..<plan.iterations).map { _ in try measure { try keys.forEach { _ = try predict($0) } }.1 }
             return Stats(samples: samples)
         }
 
         var graphs: [String: GraphResult] = [:]
         for (graph, key) in plan.graphBenchmarks.sorted(by: { $0.key < $1.key }) {
             guard let entry = compiled[graph] else { throw BenchError("graph_benchmarks names \(graph), which no call uses") }
-            let first = try time { try predict(key) }.1
+            let first = try measure { try predict(key) }.1
             let latency = try timed([key])
             var placement: Placement?
             if #available(iOS 17.4, macOS 14.4, *) {
@@ -184,7 +185,7 @@ public struct BenchRunner {
 }
 
 /// Runs `body` and returns its value with the wall time in milliseconds.
-func time<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+func measure<T>(_ body: () throws -> T) rethrows -> (T, Double) {
     let start = DispatchTime.now().uptimeNanoseconds
     let value = try body()
     return (value, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)

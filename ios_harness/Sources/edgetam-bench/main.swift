@@ -25,7 +25,8 @@ let outDir = URL(fileURLWithPath: options["--out"] ?? ".")
 let units = options["--compute-units"].map { $0.split(separator: ",").map(String.init) }
 
 do {
-    let runner = BenchRunner(pack: try Pack(at: URL(fileURLWithPath: packPath)))
+    let pack = try Pack(at: URL(fileURLWithPath: packPath))
+    let runner = BenchRunner(pack: pack)
     let results = try await runner.runAll(computeUnits: units)
     for result in results {
         let url = try result.write(to: outDir)
@@ -34,4 +35,6 @@ do {
     exit(results.allSatisfy(\.passed) ? 0 : 1)
 } catch let error as BenchError {
     fail(error.description)
+} catch {
+    fail("\(error)")
 }

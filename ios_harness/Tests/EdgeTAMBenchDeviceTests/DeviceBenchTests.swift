@@ -16,7 +16,8 @@ final class DeviceBenchTests: XCTestCase {
         guard let packURL = Self.packURL() else {
             throw XCTSkip("no pack: copy one to Tests/EdgeTAMBenchDeviceTests/Resources/pack or set EDGETAM_PACK")
         }
-        let results = try await BenchRunner(pack: try Pack(at: packURL)).runAll()
+        let pack = try Pack(at: packURL)
+        let results = try await BenchRunner(pack: pack).runAll()
         let documents = try FileManager.default.url(for: .documentDirectory, in: .userDomainMask,
                                                     appropriateFor: nil, create: true)
         for result in results {
