@@ -300,6 +300,9 @@ def verify_cmd(
 def inspect_cmd(
     bundle_path: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle folder written by `export`."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file's sha256."),
+    ane: bool = typer.Option(
+        False, "--ane", help="Also print the static ANE-readiness report of the Core ML artifacts."
+    ),
 ) -> None:
     """Print a bundle's manifest in human form."""
     consoles.bind()
@@ -343,3 +346,7 @@ def inspect_cmd(
         _plain(f"backend {b}: precisions {info.get('precisions')}, options {info.get('options')}")
     _plain(artifacts_table(bundle.artifacts))
     _plain("tools: " + ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items()))
+    if ane:
+        from .coreml_ane import ane_report_for_bundle, format_ane_report
+
+        _plain(Text(format_ane_report(ane_report_for_bundle(bundle))))
