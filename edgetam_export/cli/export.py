@@ -347,6 +347,6 @@ def inspect_cmd(
     _plain(artifacts_table(bundle.artifacts))
     _plain("tools: " + ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items()))
     if ane:
-        from .coreml_ane import ane_report_for_bundle, format_ane_report
+        from ..coreml_mil.ane import ane_report_for_bundle, format_ane_report
 
         _plain(Text(format_ane_report(ane_report_for_bundle(bundle))))

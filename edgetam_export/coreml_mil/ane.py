@@ -144,7 +144,7 @@ def ane_report(path: str | Path, graph: str | None = None) -> GraphANEReport:
     """Analyse one saved ``.mlpackage`` (every function, nested blocks included)."""
     from coremltools.converters.mil.mil import types
 
-    from .runtime.mil_evaluator import load_mil_program  # the one import site of the MIL loader
+    from .evaluator import load_mil_program  # the one import site of the MIL loader
 
     prog, _spec = load_mil_program(path)
     ops = [(fname, op) for fname, f in prog.functions.items() for op in _walk(f)]

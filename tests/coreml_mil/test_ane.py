@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetam_export.coreml_ane import (
+from edgetam_export.coreml_mil.ane import (
     FP32_RULE,
     RANK_RULE,
     ane_report,

@@ -1,0 +1,1 @@
+"""Benchmarks: bench packs, the host runner, results, reports, and the checks of the device runners."""
