@@ -18,6 +18,7 @@
 #include <executorch/runtime/backend/interface.h>
 #include <executorch/runtime/core/exec_aten/exec_aten.h>
 #include <executorch/runtime/platform/runtime.h>
+#include <executorch/runtime/platform/platform.h>
 #ifdef EDGETAM_BENCH_HAVE_ETDUMP
 #include <executorch/devtools/etdump/etdump_flatcc.h>
 #endif
@@ -45,9 +46,33 @@ using executorch::runtime::Error;
 using executorch::runtime::EValue;
 using Clock = std::chrono::steady_clock;
 
+// ExecuTorch's log goes through this PAL hook: forwarded to stderr with --verbose, otherwise the
+// last error is kept and appended to the one-line error message.
+bool g_verbose = false;
+std::string g_last_et_error;
+
+void emit_log(et_timestamp_t, et_pal_log_level_t level, const char* file, const char*, size_t line,
+              const char* message, size_t length) {
+  std::string msg(message, length);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+  if (g_verbose) {
+    std::cerr << static_cast<char>(level) << " executorch:" << fs::path(file).filename().string() << ":" << line
+              << "] " << msg << "\n";
+  }
+  if (level == kError || level == kFatal) g_last_et_error = msg;
+}
+
+// err plus ExecuTorch's last logged error, if any.
+std::string et_reason(Error err) {
+  std::string r = executorch::runtime::to_string(err);
+  if (!g_last_et_error.empty()) r += ": " + g_last_et_error;
+  g_last_et_error.clear();
+  return r;
+}
+
 constexpr const char* kUsage =
     "usage: edgetam_bench --pack PACK --out result.json [--threads N] [--iterations N] [--warmup N]\n"
-    "                     [--frames NAME[,NAME...]] [--etdump FILE] [--emulated]\n"
+    "                     [--frames NAME[,NAME...]] [--etdump FILE] [--emulated] [--verbose]\n"
     "Runs the bench pack PACK with the ExecuTorch runtime and writes a result.v1 JSON to --out.\n"
     "  --threads N      size of ExecuTorch's thread pool (default: the plan's, else the runtime's)\n"
     "  --iterations N   timed runs per graph and per frame (default: the plan's)\n"
@@ -55,6 +80,7 @@ constexpr const char* kUsage =
     "  --frames LIST    only these composite frames (comma-separated; 'none' for no frames)\n"
     "  --etdump FILE    write an ETDump per graph to FILE with the graph name before the suffix\n"
     "  --emulated       mark the device as emulated (qemu): timings are not the device's\n"
+    "  --verbose        print ExecuTorch's log\n"
     "Exit status: 0 all numerics passed, 1 some numerics failed (result written), 2 error.\n";
 
 struct Options {
@@ -85,6 +111,10 @@ Options parse_args(int argc, char** argv) {
     }
     if (a == "--emulated") {
       o.emulated = true;
+      continue;
+    }
+    if (a == "--verbose") {
+      g_verbose = true;
       continue;
     }
     if (i + 1 >= argc) throw BenchError(a + " needs a value (see --help)");
@@ -200,7 +230,7 @@ Graph load_graph(const Artifact& art, bool etdump) {
   Error err = g.module->load();
   if (err != Error::Ok) {
     throw BenchError(art.file.string() + ": ExecuTorch cannot load this program (" +
-                     executorch::runtime::to_string(err) + "); the .pte is corrupt or from an incompatible exporter");
+                     et_reason(err) + "); the .pte is corrupt or from an incompatible exporter");
   }
   auto names = g.module->method_names();
   if (!names.ok() || !names->count(art.method)) {
@@ -208,13 +238,13 @@ Graph load_graph(const Artifact& art, bool etdump) {
   }
   auto meta = g.module->method_meta(art.method);
   if (!meta.ok()) {
-    throw BenchError(art.file.string() + ": cannot read method meta (" + executorch::runtime::to_string(meta.error()) + ")");
+    throw BenchError(art.file.string() + ": cannot read method meta (" + et_reason(meta.error()) + ")");
   }
   check_meta(art, *meta);
   err = g.module->load_method(art.method);
   if (err != Error::Ok) {
     throw BenchError(art.file.string() + ": cannot load method '" + art.method + "' (" +
-                     executorch::runtime::to_string(err) + "); missing kernel or backend?");
+                     et_reason(err) + "); missing kernel or backend?");
   }
   g.load_ms = ms_since(t0);
   return g;
@@ -265,7 +295,7 @@ class Runner {
     const double ms = ms_since(t0);
     if (!result.ok()) {
       throw BenchError("call '" + call.key + "': " + g.art->file.filename().string() + " method '" + g.art->method +
-                       "' failed (" + executorch::runtime::to_string(result.error()) + ")");
+                       "' failed (" + et_reason(result.error()) + ")");
     }
     if (!compared_.count(call.key)) {
       compare(call, *g.art, *result);
@@ -496,6 +526,7 @@ int main(int argc, char** argv) {
   using namespace edgetam_bench;
   try {
     const Options opt = parse_args(argc, argv);
+    executorch::runtime::register_pal(executorch::runtime::PalImpl::create(emit_log, __FILE__));
     executorch::runtime::runtime_init();
     const Pack pack = load_pack(opt.pack);
     Runner runner(pack, opt);

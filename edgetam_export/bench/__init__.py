@@ -1,0 +1,1 @@
+"""Benchmarking: bench packs, host and on-device runners, result JSON (benchmarks/schema/)."""
