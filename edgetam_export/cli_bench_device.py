@@ -24,13 +24,18 @@ def device(
     binary: Path = typer.Option(DEFAULT_BINARY, "--binary", help="edgetam_bench built for the device (NDK)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="ExecuTorch thread pool size."),
     taskset: str | None = typer.Option(None, "--taskset", help="Hex CPU mask to pin the runner (e.g. f0)."),
-    iterations: int | None = typer.Option(None, "--iterations", min=1, help="Override the plan's iterations."),
+    iterations: int | None = typer.Option(
+        None, "--iterations", min=1, help="Override the plan's iterations."
+    ),
     warmup: int | None = typer.Option(None, "--warmup", min=0, help="Override the plan's warm-up runs."),
+    frames: str | None = typer.Option(None, "--frames", help="Only these frames (comma-separated; none)."),
     adb: str = typer.Option("adb", "--adb-path", help="adb executable."),
 ) -> None:
     """Push edgetam_bench and PACK to /data/local/tmp, run it, pull the result (+ getprop device info)."""
     try:
-        run = run_on_device(pack, out, adb_serial, binary, threads, taskset, iterations, warmup, adb=adb)
+        run = run_on_device(
+            pack, out, adb_serial, binary, threads, taskset, iterations, warmup, frames=frames, adb=adb
+        )
     except DeviceRunError as e:
         err_console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None

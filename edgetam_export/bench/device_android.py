@@ -85,7 +85,9 @@ def merge_device_info(result: dict, props: dict[str, str | None]) -> dict:
     if props.get("ro.product.model"):
         device["model"] = props["ro.product.model"]
     if props.get("ro.build.version.release"):
-        device["os"] = f"Android {props['ro.build.version.release']} ({device.get('os', '')})".replace(" ()", "")
+        device["os"] = f"Android {props['ro.build.version.release']} ({device.get('os', '')})".replace(
+            " ()", ""
+        )
     if props.get("ro.soc.model"):
         device["chipset"] = props["ro.soc.model"]
     out = dict(result, device=device)
@@ -104,11 +106,13 @@ def run_on_device(
     taskset: str | None = None,
     iterations: int | None = None,
     warmup: int | None = None,
+    frames: str | None = None,
     adb: str = "adb",
     remote_root: str = REMOTE_ROOT,
 ) -> DeviceRun:
     """Push, run, pull: writes the merged result JSON to ``out`` (atomically) and returns it.
 
+    ``frames`` limits the composite frames (comma-separated names, ``none`` for none).
     ``taskset`` is a CPU mask in hex (e.g. ``f0`` for the big cores of a 4+4 SoC).
     Raises :class:`DeviceRunError` on bad input, adb failures and runner errors (exit 2).
     """
@@ -129,7 +133,9 @@ def run_on_device(
     props = {k: d.getprop(k) for k in GETPROPS}
     q = shlex.quote
     remote_pack = f"{remote_root}/pack"
-    d.shell(f"rm -rf {q(remote_pack)} {q(remote_root)}/result.json && mkdir -p {q(remote_root)}/bin {q(remote_root)}/lib")
+    d.shell(
+        f"rm -rf {q(remote_pack)} {q(remote_root)}/result.json && mkdir -p {q(remote_root)}/bin {q(remote_root)}/lib"
+    )
     d("push", str(binary), f"{remote_root}/bin/edgetam_bench")
     for lib in runner_libraries(binary):
         d("push", str(lib), f"{remote_root}/lib/{lib.name}")
@@ -141,6 +147,8 @@ def run_on_device(
         args += ["--iterations", str(iterations)]
     if warmup is not None:
         args += ["--warmup", str(warmup)]
+    if frames is not None:
+        args += ["--frames", frames]
     command = " ".join(q(a) for a in args)
     if taskset is not None:
         command = f"taskset {q(taskset)} {command}"

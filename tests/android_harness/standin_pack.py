@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-
-# The one import site of project internals (re-pointed by the lead when packages move).
 from edgetam_export.exporters.verify import OUTPUT_KINDS, reference_and_cases
+
 from edgetam_export.tolerances import tolerance
 
 GRAPHS = ("image_encoder", "prompt_decoder", "memory_encoder", "memory_attention")
