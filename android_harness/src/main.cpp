@@ -72,12 +72,14 @@ std::string et_reason(Error err) {
 
 constexpr const char* kUsage =
     "usage: edgetam_bench --pack PACK --out result.json [--threads N] [--iterations N] [--warmup N]\n"
-    "                     [--frames NAME[,NAME...]] [--etdump FILE] [--emulated] [--verbose]\n"
+    "                     [--graphs NAME[,NAME...]] [--frames NAME[,NAME...]] [--etdump FILE] [--emulated] [--verbose]\n"
     "Runs the bench pack PACK with the ExecuTorch runtime and writes a result.v1 JSON to --out.\n"
     "  --threads N      size of ExecuTorch's thread pool (default: the plan's, else the runtime's)\n"
     "  --iterations N   timed runs per graph and per frame (default: the plan's)\n"
     "  --warmup N       untimed runs before them (default: the plan's)\n"
+    "  --graphs LIST    only these per-graph benchmarks (comma-separated; 'none' for none)\n"
     "  --frames LIST    only these composite frames (comma-separated; 'none' for no frames)\n"
+    "  (numerics always cover every call of the plan, whatever is selected)\n"
     "  --etdump FILE    write an ETDump per graph to FILE with the graph name before the suffix\n"
     "  --emulated       mark the device as emulated (qemu): timings are not the device's\n"
     "  --verbose        print ExecuTorch's log\n"
@@ -86,7 +88,7 @@ constexpr const char* kUsage =
 struct Options {
   fs::path pack, out;
   std::optional<int> threads, iterations, warmup;
-  std::optional<std::set<std::string>> frames;
+  std::optional<std::set<std::string>> frames, graphs;
   std::optional<fs::path> etdump;
   bool emulated = false;
 };
@@ -125,13 +127,14 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--iterations") o.iterations = parse_int(a, v, 1);
     else if (a == "--warmup") o.warmup = parse_int(a, v, 0);
     else if (a == "--etdump") o.etdump = v;
-    else if (a == "--frames") {
-      o.frames.emplace();
+    else if (a == "--frames" || a == "--graphs") {
+      auto& list = a == "--frames" ? o.frames : o.graphs;
+      list.emplace();
       size_t start = 0;
       while (start <= v.size()) {
         const size_t comma = std::min(v.find(',', start), v.size());
         const std::string name = v.substr(start, comma - start);
-        if (!name.empty() && name != "none") o.frames->insert(name);
+        if (!name.empty() && name != "none") list->insert(name);
         start = comma + 1;
       }
     } else {
@@ -380,6 +383,7 @@ void Runner::compare(const Call& call, const Artifact& art, const std::vector<EV
 json Runner::graph_benchmarks(int warmup, int iterations) {
   json out = json::object();
   for (const auto& [graph_name, call_key] : pack_.graph_benchmarks) {
+    if (opt_.graphs && !opt_.graphs->count(graph_name)) continue;
     const Call& call = pack_.calls.at(call_key);
     if (call.graph != graph_name) {
       throw BenchError("plan.json: graph_benchmarks." + graph_name + " names call '" + call_key + "' of graph " + call.graph);
@@ -459,6 +463,13 @@ json Runner::run() {
       bool known = false;
       for (const Frame& fr : pack_.frames) known = known || fr.name == name;
       if (!known) throw BenchError("--frames: the plan has no frame '" + name + "'");
+    }
+  }
+  if (opt_.graphs) {
+    for (const std::string& name : *opt_.graphs) {
+      bool known = false;
+      for (const auto& gb : pack_.graph_benchmarks) known = known || gb.first == name;
+      if (!known) throw BenchError("--graphs: the plan has no graph benchmark '" + name + "'");
     }
   }
 
