@@ -1,0 +1,100 @@
+"""Fixtures of the android_harness tests: the edgetam_bench builds (x86-64, arm64), one bench
+pack cut from the session export, and a runner helper.
+
+Missing build tools skip with what to install, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .standin_pack import make_pack
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SH = REPO / "android_harness" / "build.sh"
+BUILD_ROOT = REPO / "build" / "android_harness"
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(what: str) -> None:
+    """Skip (or fail under CI=true) because a build/run prerequisite is missing."""
+    if CI:
+        pytest.fail(f"CI=true and {what}", pytrace=False)
+    pytest.skip(what)
+
+
+def _cmake_ok() -> str | None:
+    cmake = Path(sys.executable).parent / "cmake"
+    if not cmake.exists():
+        return f"cmake>=3.28 is not installed in this venv: {sys.executable} -m pip install 'cmake>=3.28'"
+    if not Path("/usr/include/nlohmann/json.hpp").exists():
+        return "nlohmann/json is missing: apt-get install nlohmann-json3-dev"
+    return None
+
+
+def _build(target: str) -> Path:
+    env = dict(os.environ, PYTHON=sys.executable, BUILD_ROOT=str(BUILD_ROOT))
+    p = subprocess.run([str(BUILD_SH), target], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        pytest.fail(f"android_harness/build.sh {target} failed:\n{p.stdout}\n{p.stderr}", pytrace=False)
+    return BUILD_ROOT / target / "bin" / "edgetam_bench"
+
+
+@pytest.fixture(scope="session")
+def host_bench() -> Path:
+    """edgetam_bench for this machine (built once; incremental afterwards)."""
+    problem = _cmake_ok()
+    if problem:
+        unavailable(problem)
+    return _build("x86_64")
+
+
+QEMU_SYSROOT = Path("/usr/aarch64-linux-gnu")
+
+
+@pytest.fixture(scope="session")
+def arm64_bench() -> list[str]:
+    """The command prefix running the aarch64 edgetam_bench under qemu-aarch64."""
+    problem = _cmake_ok()
+    if not problem and not shutil.which("aarch64-linux-gnu-g++"):
+        problem = "the arm64 cross compiler is missing: apt-get install g++-aarch64-linux-gnu"
+    if not problem and not shutil.which("qemu-aarch64"):
+        problem = "qemu-aarch64 is missing: apt-get install qemu-user"
+    if not problem and not (QEMU_SYSROOT / "lib" / "ld-linux-aarch64.so.1").exists():
+        problem = "the aarch64 C/C++ runtime is missing: apt-get install g++-aarch64-linux-gnu"
+    if problem:
+        unavailable(problem)
+    binary = _build("arm64")
+    return ["qemu-aarch64", "-L", str(QEMU_SYSROOT), str(binary)]
+
+
+@pytest.fixture(scope="session")
+def bench_pack(exported_bundles, tmp_path_factory) -> Path:
+    """A bench pack of the session export's executorch fp32 artifacts (warmup 1, iterations 3)."""
+    return make_pack(exported_bundles["main"], tmp_path_factory.mktemp("bench") / "pack", precision="fp32")
+
+
+def run_bench(cmd, pack: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """Runs edgetam_bench (``cmd``: binary path or command prefix list) on ``pack``."""
+    prefix = [str(cmd)] if isinstance(cmd, (str, Path)) else list(cmd)
+    return subprocess.run(
+        [*prefix, "--pack", str(pack), "--out", str(out), *args], capture_output=True, text=True
+    )
+
+
+def linked_copy(pack: Path, dest: Path) -> Path:
+    """A copy of ``pack`` whose files are symlinks (replace one to corrupt it cheaply)."""
+    for f in pack.rglob("*"):
+        target = dest / f.relative_to(pack)
+        if f.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(f)
+    return dest
