@@ -1,0 +1,1 @@
+"""Automatic mask generation (the transformers ``mask-generation`` pipeline) over any runtime."""
