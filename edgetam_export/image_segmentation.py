@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .image_api import EdgeTamImageModel
 from .models.constants import IMAGE_SIZE
-from .preprocessing import preprocess, to_model_frame
 from .runtime.base import Runtime
 from .tracker.decisions import Decision, decide_outputs, use_multimask
-from .tracker.feeds import pack_points
 from .tracker.postprocess import fill_holes, resize_logits
 from .tracker.prompts import validate_box, validate_points
 from .tracker.session import PointPrompt
@@ -58,20 +57,9 @@ def segment_image(
         raise ValueError("give at least one point or a box")
     scale = np.array([IMAGE_SIZE / w, IMAGE_SIZE / h], np.float32)
     prompt = PointPrompt(pts * scale, lab)
-    max_points = {s.name: s.shape for s in runtime.contracts["prompt_decoder"].inputs}["pt_xy"][1]
-    feats = runtime.run("image_encoder", {"image": preprocess(to_model_frame(image))})
-    out = runtime.run(
-        "prompt_decoder",
-        {
-            "pix": feats["vis"],
-            "use_no_mem": np.ones((1, 1), np.float32),
-            "feat_s0": feats["feat_s0"],
-            "feat_s1": feats["feat_s1"],
-            **pack_points(prompt, max_points),
-            "mask_in": np.zeros((1, 1, 256, 256), np.float32),
-            "has_mask": np.zeros((1, 1), np.float32),
-        },
-    )
+    model = EdgeTamImageModel(runtime)
+    (emb,) = model.get_image_embeddings([image])
+    out = model.decode(emb, prompt)
     no_obj_ptr = np.asarray(runtime.constants["no_obj_ptr"], np.float32)
     d = decide_outputs(out, no_obj_ptr, multimask=use_multimask(len(lab)))
     low = fill_holes(d.low_res_mask[None], fill_hole_area)

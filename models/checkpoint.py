@@ -46,8 +46,15 @@ def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
     """Read an official checkpoint (``{"model": state_dict}`` ``.pt``) or accept a state dict.
 
     Files are read with ``torch.load(..., weights_only=True)``; the result is validated
-    against the official layout before any module sees it.
+    against the official layout before any module sees it. A Hugging Face checkpoint (a folder
+    with ``model.safetensors``, or a ``.safetensors`` file) goes through
+    :func:`edgetam_export.models.hf_checkpoint.load_hf_checkpoint`.
     """
+    if not isinstance(source, Mapping):
+        from .hf_checkpoint import is_hf_checkpoint, load_hf_checkpoint
+
+        if is_hf_checkpoint(source):
+            return load_hf_checkpoint(source)
     if isinstance(source, Mapping):
         sd = dict(source)
     else:

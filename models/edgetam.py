@@ -56,7 +56,8 @@ class EdgeTAM(nn.Module):
 
 
 def build_edgetam(checkpoint: str | Mapping[str, torch.Tensor] | None = None) -> EdgeTAM:
-    """Build EdgeTAM in eval mode from an official ``.pt`` path, a state dict, or None (salt-0 synthetic)."""
+    """Build EdgeTAM in eval mode from an official ``.pt`` path, a Hugging Face checkpoint (folder with
+    ``config.json`` + ``model.safetensors``, or a ``.safetensors`` file), a state dict, or None (salt-0 synthetic)."""
     from .checkpoint import load_checkpoint
     from .synthetic_weights import synthetic_state_dict
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..fileio import file_sha256
 from ..models.checkpoint import load_checkpoint
 from ..models.edgetam import EdgeTAM, build_edgetam
+from ..models.hf_checkpoint import checkpoint_file
 from ..models.synthetic_weights import RECIPE, state_dict_sha256, synthetic_state_dict
 from .manifest import Bundle, BundleError
 
@@ -17,7 +18,7 @@ def weights_info(checkpoint: str | os.PathLike | None, salt: int | None, state_d
     info: dict = {"state_dict_sha256": state_dict_sha256(state_dict)}
     if checkpoint is not None:
         p = Path(checkpoint).resolve()
-        info = {"source": "checkpoint", "path": str(p), "sha256": file_sha256(p), **info}
+        info = {"source": "checkpoint", "path": str(p), "sha256": file_sha256(checkpoint_file(p)), **info}
     else:
         info = {"source": "synthetic", "recipe": RECIPE, "salt": int(salt or 0), **info}
     return info
@@ -44,12 +45,12 @@ def bundle_state_dict(bundle: Bundle, checkpoint: str | os.PathLike | None = Non
         sd = synthetic_state_dict(int(w.get("salt", 0)))
     elif source == "checkpoint" or checkpoint is not None:
         path = Path(checkpoint) if checkpoint is not None else Path(str(w.get("path", "")))
-        if not path.is_file():
+        if not checkpoint_file(path).is_file():
             raise BundleError(
                 f"the bundle was exported from checkpoint {w.get('path')!r}, which is not readable here; "
                 "pass --checkpoint PATH"
             )
-        if "sha256" in w and file_sha256(path) != w["sha256"]:
+        if "sha256" in w and file_sha256(checkpoint_file(path)) != w["sha256"]:
             raise BundleError(
                 f"checkpoint {path} is not the one this bundle was exported from (sha256 differs)"
             )

@@ -95,7 +95,11 @@ def export_cmd(
         "-p",
         help="Compute precision (repeatable). Default per backend: coreml fp16, executorch fp32, onnx fp32.",
     ),
-    checkpoint: Path = typer.Option(None, "--checkpoint", help="Official EdgeTAM .pt checkpoint."),
+    checkpoint: Path = typer.Option(
+        None,
+        "--checkpoint",
+        help="Official EdgeTAM .pt, or a Hugging Face EdgeTAM folder (config.json + model.safetensors) / .safetensors.",
+    ),
     synthetic: bool = typer.Option(False, "--synthetic", help="Use synthetic weights (the default)."),
     salt: int = typer.Option(0, "--salt", help="Salt of the synthetic weights."),
     max_points: int = typer.Option(8, help="Prompt point slots, including the official padding point."),
@@ -118,7 +122,7 @@ def export_cmd(
 
     if checkpoint is not None and synthetic:
         raise typer.BadParameter("pass either --checkpoint or --synthetic, not both")
-    if checkpoint is not None and not checkpoint.is_file():
+    if checkpoint is not None and not checkpoint.exists():
         raise typer.BadParameter(f"checkpoint not found: {checkpoint}", param_hint="--checkpoint")
     for name, v, lo in (("--max-points", max_points, 1), ("--max-cond-frames", max_cond_frames, 1)):
         if v < lo:

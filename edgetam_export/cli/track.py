@@ -329,12 +329,49 @@ def segment(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
+    auto: bool = typer.Option(False, "--auto", help="Segment everything (automatic mask generation)."),
+    points_per_side: int = typer.Option(32, help="--auto: grid points per side."),
+    points_per_batch: int = typer.Option(64, help="--auto: prompts per decoder batch."),
+    pred_iou_thresh: float = typer.Option(0.88, help="--auto: keep masks with predicted IoU above this."),
+    stability_score_thresh: float = typer.Option(0.95, help="--auto: keep masks with stability above this."),
+    crops_n_layers: int = typer.Option(0, help="--auto: crop layers (0 = whole image only)."),
+    min_mask_region_area: int = typer.Option(0, help="--auto: remove islands/holes below this area."),
 ) -> None:
-    """Segment one object in IMAGE: writes mask.png, every candidate mask with its IoU score, and summary.json."""
+    """Segment one object in IMAGE (mask.png, candidates, summary.json), or everything with --auto (masks/, overlay.png, masks.json)."""
     try:
         img = read_image(image)
     except VideoError as e:
         raise typer.BadParameter(str(e), param_hint="IMAGE") from None
+    if auto:
+        from ..automask import AutoMaskOptions
+        from .automask_out import write_auto_masks
+
+        if point or box:
+            raise typer.BadParameter("--auto takes no --point/--box")
+        try:
+            opts = AutoMaskOptions(
+                points_per_crop=points_per_side,
+                points_per_batch=points_per_batch,
+                pred_iou_thresh=pred_iou_thresh,
+                stability_score_thresh=stability_score_thresh,
+                crops_n_layers=crops_n_layers,
+                min_mask_region_area=min_mask_region_area,
+            )
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        runtime, provenance = _runtime(
+            checkpoint,
+            bundle,
+            backend,
+            precision,
+            threads,
+            graphs=("image_encoder", "prompt_decoder"),
+            expect_digest=expect_digest,
+        )
+        prepare_out(out, overwrite)
+        summary = write_auto_masks(runtime, img, image, provenance["weights"], out, opts)
+        console.print(f"{len(summary['masks'])} masks in {summary['seconds']:.1f} s -> {out}")
+        return
     pts = [_point(p) for p in point]
     bx = _floats(box, (4,), "--box") if box else None
     if not pts and bx is None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from edgetam_export.exporters.verify import OUTPUT_KINDS, reference_and_cases
-
 from edgetam_export.tolerances import tolerance
 
 GRAPHS = ("image_encoder", "prompt_decoder", "memory_encoder", "memory_attention")
