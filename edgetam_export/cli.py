@@ -16,7 +16,7 @@ def _register() -> None:
     # Each command group lives in its own module and adds itself to ``app``.
     import importlib
 
-    for mod in ("cli_track", "cli_export"):
+    for mod in ("cli_track", "cli_export", "cli_bench"):
         try:
             importlib.import_module(f"edgetam_export.{mod}")
         except ModuleNotFoundError as e:
