@@ -60,7 +60,7 @@ def executorch_top_ops(path: str | Path, inputs: list) -> list[dict]:
         method = program.load_method("forward")
         method.execute(inputs)
         etdump = Path(tmp) / "run.etdp"
-        program.write_etdump_result_to_file(str(etdump))
+        program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
         inspector = Inspector(etdump_path=str(etdump))
         acc: dict = defaultdict(lambda: [0.0, 0])
         delegated: dict = {}
