@@ -45,7 +45,12 @@ def test_pack_layout(pack):
     # the image-encoder outputs are stored once, shared by every call that consumes them
     files = [e["file"] for e in idx["tensors"].values()]
     assert len(set(files)) < len(files)
-    assert {f["name"] for f in plan["frames"]} == {"prompted_1obj", "prompted_3obj", "tracked_1obj", "tracked_3obj"}
+    assert {f["name"] for f in plan["frames"]} == {
+        "prompted_1obj",
+        "prompted_3obj",
+        "tracked_1obj",
+        "tracked_3obj",
+    }
     tracked3 = next(f for f in plan["frames"] if f["name"] == "tracked_3obj")
     assert [plan["calls"][k]["graph"] for k in tracked3["calls"]] == ["image_encoder"] + [
         "memory_attention",
@@ -64,9 +69,13 @@ def test_runner_results_valid_and_pass(results):
         assert len(r["numerics"]) > 17
         for name, f in r["frames"].items():
             # a frame runs its calls back to back: it cannot be much faster than its graphs' medians
-            calls = {"tracked_1obj": ["image_encoder", "memory_attention", "prompt_decoder", "memory_encoder"]}
+            calls = {
+                "tracked_1obj": ["image_encoder", "memory_attention", "prompt_decoder", "memory_encoder"]
+            }
             if name in calls:
-                assert f["latency"]["p50_ms"] >= 0.5 * sum(r["graphs"][g]["latency"]["p50_ms"] for g in calls[name])
+                assert f["latency"]["p50_ms"] >= 0.5 * sum(
+                    r["graphs"][g]["latency"]["p50_ms"] for g in calls[name]
+                )
             assert f["fps"] > 0
         assert r["graphs"]["image_encoder"]["peak_memory_bytes"] > 0
         assert all(g["gflop"] > 0 for g in r["graphs"].values())
