@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def pack(exported_bundles, tmp_path_factory) -> Path:
-    """An ONNX fp32 pack with a small bank (1 tracked frame after the prompt), 1 iteration, no warm-up."""
+    """An ONNX fp32 pack with a small bank (frame 1 after the prompt: 1 memory), 1 iteration, no warm-up."""
     out = tmp_path_factory.mktemp("bench") / "onnx-fp32"
     return write_pack(exported_bundles["main"], "onnx", "fp32", out, track_frames=1, warmup=0, iterations=1)
 
@@ -57,7 +57,7 @@ def test_pack_layout(pack):
         "prompt_decoder",
         "memory_encoder",
     ] * 3
-    assert plan["bank"]["memories"] == 2 and plan["bank"]["full"] is False
+    assert plan["bank"]["memories"] == 1 and plan["bank"]["full"] is False
     assert plan["tolerances"]["prompt_decoder"]["masks"]["kind"] == "logits"
 
 
