@@ -27,7 +27,8 @@ def graph_gflop(pack, reference=None) -> dict[str, float]:
         args = [
             torch.from_numpy(np.ascontiguousarray(feeds[n], np.float32)) for n in module.contract.input_names
         ]
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        # no_grad, not inference_mode: FlopCounterMode's module tracker hooks need autograd metadata.
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             module(*args)
         out[graph] = counter.get_total_flops() / 1e9
     return out
