@@ -23,11 +23,14 @@ def graph_gflop(pack, reference=None) -> dict[str, float]:
     out = {}
     for graph, key in pack.plan["graph_benchmarks"].items():
         module = ref.modules[graph]
+        # Inference-only wrappers: parameters that require grad (some made in inference mode by
+        # fusion) trip FlopCounterMode's module-tracker grad hooks.
+        for prm in module.parameters():
+            prm.requires_grad_(False)
         feeds = pack.feeds(key)
         args = [
             torch.from_numpy(np.ascontiguousarray(feeds[n], np.float32)) for n in module.contract.input_names
         ]
-        # no_grad, not inference_mode: FlopCounterMode's module tracker hooks need autograd metadata.
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             module(*args)
         out[graph] = counter.get_total_flops() / 1e9
