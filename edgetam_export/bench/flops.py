@@ -91,8 +91,14 @@ def _xnnpack_linear(threads):
     x = torch.randn(n, n)
     ep = torch.export.export(lin, (x,))
     prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
-    method = Runtime.get().load_program(prog.buffer).load_method("forward")
-    return lambda: method.execute([x])
+    program = Runtime.get().load_program(prog.buffer)
+    method = program.load_method("forward")
+
+    def run():
+        # the closure keeps ``program`` alive: a method outliving its program segfaults
+        return program and method.execute([x])
+
+    return run
 
 
 METHODS = {
