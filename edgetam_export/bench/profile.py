@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 TOP = 10
+# ETDump events that are runtime bookkeeping, not operators
+_NOT_OPS = {"Method::execute", "Method::init", "Program::load_method"}
 
 
 def _top(acc: dict, delegated: dict | None = None) -> list[dict]:
@@ -66,14 +68,15 @@ def executorch_top_ops(path: str | Path, inputs: list) -> list[dict]:
         delegated: dict = {}
         for block in inspector.event_blocks:
             for ev in block.events:
-                if ev.perf_data is None or ev.name in ("Method::execute", "Program::load_method"):
+                if ev.perf_data is None or ev.name in _NOT_OPS:
                     continue
                 name = ev.name
                 if ev.is_delegated_op and ev.delegate_backend_name:
                     name = f"{ev.delegate_backend_name}:{ev.name}"
                 acc[name][0] += float(np.sum(ev.perf_data.raw))
                 acc[name][1] += 1
-                delegated[name] = bool(ev.is_delegated_op)
+                # DELEGATE_CALL is the whole XNNPACK delegate (it contains the delegated ops' time)
+                delegated[name] = bool(ev.is_delegated_op) or ev.name == "DELEGATE_CALL"
     return _top(acc, delegated)
 
 
