@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= build/export
 CHECKPOINT ?=
 
-.PHONY: venv test lint format export clean
+.PHONY: venv test lint format export bench clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,19 @@ format: $(STAMP)
 export: $(STAMP)
 	$(VENV)/bin/edgetam-export export --backend coreml --backend executorch --backend onnx \
 		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--synthetic) --out $(OUT)
+
+# Host benchmark (not part of `make test`): exports the default onnx + executorch fp32/fp16 bundle
+# into $(BENCH_BUNDLE) if it is missing, runs every setting interleaved with the PyTorch-eager
+# baseline on a full-bank steady-state frame, and writes build/bench/host.json + report.md + PNGs.
+BENCH_BUNDLE ?= build/bench/bundle
+BENCH_OUT    ?= build/bench
+BENCH_ARGS   ?= --iterations 10 --warmup 3
+bench: $(STAMP)
+	test -f $(BENCH_BUNDLE)/manifest.json || $(VENV)/bin/edgetam-export export --backend onnx --backend executorch \
+		--precision fp32 --precision fp16 $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),--synthetic) --out $(BENCH_BUNDLE)
+	$(VENV)/bin/edgetam-export bench run $(BENCH_BUNDLE) --backend onnx --backend executorch \
+		--precision fp32 --precision fp16 $(BENCH_ARGS) --json $(BENCH_OUT)/host.json
+	$(VENV)/bin/edgetam-export bench report $(BENCH_OUT)/host.json --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

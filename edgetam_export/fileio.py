@@ -19,6 +19,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def tree_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, or of a directory as the sha256 of its sorted ``"relpath\\0sha256\\n"`` lines."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    lines = sorted(
+        f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n" for p in path.rglob("*") if p.is_file()
+    )
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def path_size(path: str | os.PathLike) -> int:
     """Bytes of a file, or of every file below a directory."""
     p = Path(path)

@@ -76,6 +76,16 @@ def exported_bundles(tmp_path_factory):
     return {"main": load_bundle(root / "main"), "coreml": load_bundle(root / "coreml")}
 
 
+@pytest.fixture(scope="session")
+def bench_capture(exported_bundles):
+    """One captured reference tracking run (prompt on frame 0, 1 tracked frame) shared by every
+    bench pack of the session (tests/bench, tests/android_harness)."""
+    from edgetam_export.bench.pack import capture_reference
+    from edgetam_export.verify.bundle_check import reference_runtime
+
+    return capture_reference(reference_runtime(exported_bundles["main"]), track_frames=1)
+
+
 NUM_FRAMES = 12
 CLICK = [[[[260, 380]]]]
 

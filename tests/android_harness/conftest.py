@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from .standin_pack import make_pack
-
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SH = REPO / "android_harness" / "build.sh"
 BUILD_ROOT = REPO / "build" / "android_harness"
@@ -75,9 +73,33 @@ def arm64_bench() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def bench_pack(exported_bundles, tmp_path_factory) -> Path:
-    """A bench pack of the session export's executorch fp32 artifacts (warmup 1, iterations 3)."""
-    return make_pack(exported_bundles["main"], tmp_path_factory.mktemp("bench") / "pack", precision="fp32")
+def bench_pack(exported_bundles, bench_capture, tmp_path_factory) -> Path:
+    """The real bench pack (edgetam_export.bench.pack) of the session export's executorch fp32
+    artifacts: prompted and tracked frames for 1 and 3 objects, warmup 1, iterations 3."""
+    from edgetam_export.bench.pack import write_pack
+
+    out = tmp_path_factory.mktemp("bench") / "pack"
+    return write_pack(
+        exported_bundles["main"], "executorch", "fp32", out, capture=bench_capture, warmup=1, iterations=3
+    )
+
+
+@pytest.fixture(scope="session")
+def tracked_frame_pack(exported_bundles, bench_capture, tmp_path_factory) -> Path:
+    """The same pack cut to one whole tracked frame (each graph once), for the emulator."""
+    from edgetam_export.bench.pack import write_pack
+
+    out = tmp_path_factory.mktemp("bench") / "tracked_1obj"
+    return write_pack(
+        exported_bundles["main"],
+        "executorch",
+        "fp32",
+        out,
+        capture=bench_capture,
+        warmup=0,
+        iterations=1,
+        frames=["tracked_1obj"],
+    )
 
 
 def run_bench(cmd, pack: Path, out: Path, *args: str) -> subprocess.CompletedProcess:

@@ -88,18 +88,15 @@ def test_device_errors(fake_adb, host_bench, bench_pack, tmp_path):
 
 
 def test_cli_hook(fake_adb, host_bench, bench_pack, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from edgetam_export.cli_bench_device import device
+    from edgetam_export.cli import app
 
-    app = typer.Typer()
-    app.command("device")(device)
-    app.command("noop", hidden=True)(lambda: None)  # keep "device" a subcommand
     out = tmp_path / "r.json"
     res = CliRunner().invoke(
         app,
         [
+            "bench",
             "device",
             "--adb",
             "emulator-5554",
