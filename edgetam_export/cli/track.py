@@ -15,7 +15,7 @@ from ..fileio import write_json_atomic
 from ..models.constants import GRAPH_NAMES
 from ..overlay import overlay_masks
 from ..tracker.prompts import validate_points
-from ..video import VideoError, read_image, read_video, write_png, write_video
+from ..video import LazyVideo, VideoError, VideoWriter, iter_frames, read_image, write_png
 from .app import app
 from .options import Backend, Precision, prepare_out, user_errors
 
@@ -211,21 +211,29 @@ def track(
         8, "--fill-hole-area", help="Fill mask holes up to this area (0 = off)."
     ),
 ) -> None:
-    """Track objects through VIDEO: writes overlay.mp4, per-object PNG masks and summary.json."""
+    """Track objects through VIDEO: writes overlay.mp4, per-object PNG masks and summary.json.
+
+    The video is decoded lazily and the overlay and masks are written frame by frame, so
+    memory stays flat whatever the video's length. With every prompt on the first frame the
+    run is one forward pass (frames decoded once, overlay encoded as it goes). With prompts
+    on a later frame F, frames F.. are tracked forward, then F-1..0 backward (the official
+    order); the backward pass re-decodes the video in blocks of 16 frames (bounded memory,
+    about n/16 extra decodes), and the overlay is encoded afterwards from the written masks.
+    """
     try:
-        frames, fps = read_video(video, max_frames=max_frames)
+        frames = LazyVideo(video, max_frames=max_frames)
     except VideoError as e:
         raise typer.BadParameter(str(e), param_hint="VIDEO") from None
     groups = _group_prompts(point, box, obj_id, frame)
+    n = len(frames)
     for g in groups:
-        if not 0 <= g["frame"] < len(frames):
-            raise typer.BadParameter(
-                f"--frame {g['frame']} is out of range: the video has {len(frames)} frames"
-            )
+        if not 0 <= g["frame"] < n:
+            raise typer.BadParameter(f"--frame {g['frame']} is out of range: the video has {n} frames")
     runtime, provenance = _runtime(
         checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
     )
     from ..tracker import Tracker
+    from ..tracker.editing import STREAM_KEEP, prune_video
 
     tracker = Tracker(runtime, fill_hole_area=fill_hole_area)
     session = tracker.init_video_session(video=frames)
@@ -241,13 +249,13 @@ def track(
             )
         except (ValueError, IndexError) as e:
             raise typer.BadParameter(str(e)) from None
-    h, w = frames[0].shape[:2]
+    h, w = frames.height, frames.width
     prepare_out(out, overwrite)
     scores: dict[int, dict[str, float]] = {}
-    overlays: dict[int, np.ndarray] = {}
+    done: set[int] = set()
     start = min(g["frame"] for g in groups)
+    protect = range(start, start + STREAM_KEEP + 1) if start > 0 else range(0)
     t0 = time.perf_counter()
-    order = []
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -255,27 +263,39 @@ def track(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task(f"tracking on {runtime.name}", total=len(frames))
-        passes = [tracker.propagate_in_video_iterator(session, start_frame_idx=start)]
-        if start > 0:
-            passes.append(tracker.propagate_in_video_iterator(session, start_frame_idx=start, reverse=True))
-        for it in passes:
-            for o in it:
-                masks = tracker.post_process_masks([o.pred_masks], [(h, w)])[0][:, 0]
-                for k, oid in enumerate(o.obj_ids):
-                    write_png(
-                        out / "masks" / f"obj_{oid}" / f"{o.frame_idx:05d}.png",
-                        masks[k].astype(np.uint8) * 255,
-                    )
-                scores[o.frame_idx] = {
-                    str(oid): float(o.object_score_logits[k, 0]) for k, oid in enumerate(o.obj_ids)
-                }
-                if o.frame_idx not in overlays:
-                    order.append(o.frame_idx)
-                    bar.advance(task)
-                overlays[o.frame_idx] = overlay_masks(frames[o.frame_idx], masks)
+        task = bar.add_task(f"tracking on {runtime.name}", total=n)
+        # Forward-only runs encode the overlay as they go; otherwise it is encoded after the backward pass.
+        inline = VideoWriter(out / "overlay.mp4", fps=frames.fps) if start == 0 else None
+        try:
+            passes = [(False, tracker.propagate_in_video_iterator(session, start_frame_idx=start))]
+            if start > 0:
+                passes.append(
+                    (True, tracker.propagate_in_video_iterator(session, start_frame_idx=start, reverse=True))
+                )
+            for reverse, it in passes:
+                for o in it:
+                    masks = tracker.post_process_masks([o.pred_masks], [(h, w)])[0][:, 0]
+                    for k, oid in enumerate(o.obj_ids):
+                        write_png(_mask_path(out, oid, o.frame_idx), masks[k].astype(np.uint8) * 255)
+                    scores[o.frame_idx] = {
+                        str(oid): float(o.object_score_logits[k, 0]) for k, oid in enumerate(o.obj_ids)
+                    }
+                    if inline is not None:
+                        inline.write(overlay_masks(frames[o.frame_idx], masks))
+                    if o.frame_idx not in done:
+                        done.add(o.frame_idx)
+                        bar.advance(task)
+                    prune_video(session, o.frame_idx, reverse, protect)
+        except BaseException:
+            if inline is not None:
+                inline.close(commit=False)
+            raise
+        if inline is not None:
+            inline.close()
     elapsed = time.perf_counter() - t0
-    write_video(out / "overlay.mp4", [overlays.get(t, frames[t]) for t in range(len(frames))], fps=fps)
+    frames.close()
+    if inline is None:
+        _overlay_from_masks(out, video, n, frames.fps, list(session.obj_ids))
     timings = {
         k: {"calls": len(v), "median_ms": 1e3 * float(np.median(v)), "total_s": float(np.sum(v))}
         for k, v in session.timings.items()
@@ -284,7 +304,7 @@ def track(
         out / "summary.json",
         {
             "video": str(video),
-            "frames": len(frames),
+            "frames": n,
             "size_hw": [h, w],
             **provenance,
             "runtime": runtime.name,
@@ -295,12 +315,24 @@ def track(
             "object_score_logits": {str(t): scores[t] for t in sorted(scores)},
             "timings": timings,
             "wall_s": elapsed,
-            "fps": len(order) / elapsed if elapsed > 0 else None,
+            "fps": len(done) / elapsed if elapsed > 0 else None,
         },
     )
     console.print(
-        f"tracked {len(session.obj_ids)} object(s) over {len(order)} frames in {elapsed:.1f} s -> {out}"
+        f"tracked {len(session.obj_ids)} object(s) over {len(done)} frames in {elapsed:.1f} s -> {out}"
     )
+
+
+def _mask_path(out: Path, oid: int, t: int) -> Path:
+    return out / "masks" / f"obj_{oid}" / f"{t:05d}.png"
+
+
+def _overlay_from_masks(out: Path, video: Path, n: int, fps: float, obj_ids: list[int]) -> None:
+    """Encode overlay.mp4 in one sequential decode, blending the mask PNGs already written."""
+    with VideoWriter(out / "overlay.mp4", fps=fps) as writer:
+        for t, rgb in enumerate(iter_frames(video, n)):
+            masks = np.stack([read_image(_mask_path(out, oid, t))[..., 0] > 127 for oid in obj_ids])
+            writer.write(overlay_masks(rgb, masks))
 
 
 @app.command()
