@@ -6,13 +6,13 @@ Resizing to the model's input size lives in :mod:`edgetam_export.preprocessing`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .fileio import temp_sibling
 from .preprocessing import RESIZE_POLICY, VideoError, to_model_frame  # noqa: F401  (re-exported)
 
 
@@ -162,17 +162,18 @@ class VideoWriter:
     Use as a context manager; the file appears (mode 0644) only when the block exits without error.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike, fps: float = 30.0, options: dict[str, str] | None = None
+    ) -> None:
+        """``options``: libx264 encoder options, e.g. ``{"preset": "ultrafast"}``."""
         import av
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            suffix=self.path.suffix or ".mp4", dir=self.path.parent, prefix=".tmp-"
-        )
-        os.close(fd)
+        self._tmp = str(temp_sibling(self.path, suffix=self.path.suffix or ".mp4"))
         self._container = av.open(self._tmp, mode="w")
         self._fps = fps
+        self._options = dict(options or {})
         self._stream = None
         self.frames_written = 0
 
@@ -182,7 +183,9 @@ class VideoWriter:
 
         if self._stream is None:
             h, w = frame.shape[:2]
-            self._stream = self._container.add_stream("libx264", rate=round(self._fps) or 30)
+            self._stream = self._container.add_stream(
+                "libx264", rate=round(self._fps) or 30, options=self._options
+            )
             self._stream.width, self._stream.height = w - w % 2, h - h % 2
             self._stream.pix_fmt = "yuv420p"
         st = self._stream
@@ -199,7 +202,7 @@ class VideoWriter:
                     self._container.mux(packet)
             self._container.close()
             if commit:
-                os.chmod(self._tmp, 0o644)  # mkstemp creates 0600; every output is 0644
+                os.chmod(self._tmp, 0o644)  # every output is 0644, whatever the umask
                 os.replace(self._tmp, self.path)
         finally:
             if os.path.exists(self._tmp):
@@ -224,7 +227,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a uint8 image (H, W) or (H, W, 3) as PNG, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
+    tmp = temp_sibling(path, suffix=".png")
     Image.fromarray(image).save(tmp, format="PNG")
     os.replace(tmp, path)
     return path

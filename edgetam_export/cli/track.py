@@ -255,47 +255,56 @@ def track(
     done: set[int] = set()
     start = min(g["frame"] for g in groups)
     protect = range(start, start + STREAM_KEEP + 1) if start > 0 else range(0)
+    interrupted = False
     t0 = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task(f"tracking on {runtime.name}", total=n)
-        # Forward-only runs encode the overlay as they go; otherwise it is encoded after the backward pass.
-        inline = VideoWriter(out / "overlay.mp4", fps=frames.fps) if start == 0 else None
-        try:
-            passes = [(False, tracker.propagate_in_video_iterator(session, start_frame_idx=start))]
-            if start > 0:
-                passes.append(
-                    (True, tracker.propagate_in_video_iterator(session, start_frame_idx=start, reverse=True))
-                )
-            for reverse, it in passes:
-                for o in it:
-                    masks = tracker.post_process_masks([o.pred_masks], [(h, w)])[0][:, 0]
-                    for k, oid in enumerate(o.obj_ids):
-                        write_png(_mask_path(out, oid, o.frame_idx), masks[k].astype(np.uint8) * 255)
-                    scores[o.frame_idx] = {
-                        str(oid): float(o.object_score_logits[k, 0]) for k, oid in enumerate(o.obj_ids)
-                    }
-                    if inline is not None:
-                        inline.write(overlay_masks(frames[o.frame_idx], masks))
-                    if o.frame_idx not in done:
-                        done.add(o.frame_idx)
-                        bar.advance(task)
-                    prune_video(session, o.frame_idx, reverse, protect)
-        except BaseException:
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task(f"tracking on {runtime.name}", total=n)
+            # Forward-only runs encode the overlay as they go; otherwise it is encoded after the backward pass.
+            inline = VideoWriter(out / "overlay.mp4", fps=frames.fps) if start == 0 else None
+            try:
+                passes = [(False, tracker.propagate_in_video_iterator(session, start_frame_idx=start))]
+                if start > 0:
+                    passes.append(
+                        (
+                            True,
+                            tracker.propagate_in_video_iterator(session, start_frame_idx=start, reverse=True),
+                        )
+                    )
+                for reverse, it in passes:
+                    for o in it:
+                        masks = tracker.post_process_masks([o.pred_masks], [(h, w)])[0][:, 0]
+                        for k, oid in enumerate(o.obj_ids):
+                            write_png(_mask_path(out, oid, o.frame_idx), masks[k].astype(np.uint8) * 255)
+                        scores[o.frame_idx] = {
+                            str(oid): float(o.object_score_logits[k, 0]) for k, oid in enumerate(o.obj_ids)
+                        }
+                        if inline is not None:
+                            inline.write(overlay_masks(frames[o.frame_idx], masks))
+                        if o.frame_idx not in done:
+                            done.add(o.frame_idx)
+                            bar.advance(task)
+                        prune_video(session, o.frame_idx, reverse, protect)
+            except BaseException:
+                if inline is not None:
+                    inline.close(commit=False)
+                raise
             if inline is not None:
-                inline.close(commit=False)
-            raise
-        if inline is not None:
-            inline.close()
+                inline.close()
+        frames.close()
+        if inline is None:
+            _overlay_from_masks(out, video, n, frames.fps, list(session.obj_ids))
+    except KeyboardInterrupt:
+        interrupted = True  # masks so far stay; summary.json says how far the run got
+        frames.close()
     elapsed = time.perf_counter() - t0
-    frames.close()
-    if inline is None:
-        _overlay_from_masks(out, video, n, frames.fps, list(session.obj_ids))
+
     timings = {
         k: {"calls": len(v), "median_ms": 1e3 * float(np.median(v)), "total_s": float(np.sum(v))}
         for k, v in session.timings.items()
@@ -316,8 +325,19 @@ def track(
             "timings": timings,
             "wall_s": elapsed,
             "fps": len(done) / elapsed if elapsed > 0 else None,
+            "interrupted": interrupted,
+            "frames_done": len(done),
+            "overlay": None if interrupted else "overlay.mp4",
         },
     )
+    if interrupted:
+        console.print(
+            f"interrupted (Ctrl-C) after {len(done)} of {n} frames: masks so far in {out}, "
+            "summary.json marks the run interrupted (no overlay.mp4)",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
     console.print(
         f"tracked {len(session.obj_ids)} object(s) over {len(done)} frames in {elapsed:.1f} s -> {out}"
     )

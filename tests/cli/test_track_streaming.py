@@ -69,3 +69,36 @@ def test_track_streams_every_frame(clip, tmp_path, streaming_only, frame):
     overlay = list(iter_frames(out / "overlay.mp4"))
     assert len(overlay) == N and overlay[0].shape == (64, 64, 3)
     assert 1 <= streaming_only["held"] <= 16  # one frame forward; one 16-frame block backward
+
+
+def test_ctrl_c_marks_the_run_interrupted(clip, tmp_path, streaming_only, monkeypatch):
+    import edgetam_export.tracker.editing as editing
+
+    real = editing.prune_video
+
+    def interrupt_at_5(s, t, *a, **k):
+        real(s, t, *a, **k)
+        if t == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(editing, "prune_video", interrupt_at_5)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["track", str(clip), "--point", "20,30", "--out", str(out)])
+    assert r.exit_code == 130
+    lines = [ln for ln in r.output.splitlines() if "interrupted" in ln]
+    assert len(lines) == 1 and "6 of 24 frames" in lines[0], r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["frames_done"] == 6 and summary["overlay"] is None
+    assert len(list((out / "masks" / "obj_1").glob("*.png"))) == 6
+    assert sorted(p.name for p in out.iterdir()) == ["masks", "summary.json"]  # no half-written overlay
+
+
+def test_a_finished_run_says_complete(clip, tmp_path, streaming_only):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["track", str(clip), "--point", "20,30", "--out", str(out)]).exit_code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["interrupted"] is False
+        and summary["frames_done"] == N
+        and summary["overlay"] == "overlay.mp4"
+    )
