@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..fileio import write_json_atomic
 from ..models.constants import GRAPH_NAMES
-from ..overlay import overlay_masks
+from ..overlay import mark_prompts, overlay_masks
 from ..tracker.prompts import validate_points
 from ..video import LazyVideo, VideoError, VideoWriter, iter_frames, read_image, write_png
 from .app import app
@@ -228,6 +230,11 @@ def track(
     n = len(frames)
     for g in groups:
         if not 0 <= g["frame"] < n:
+            if max_frames is not None and n == max_frames and g["frame"] >= 0:
+                raise typer.BadParameter(
+                    f"--frame {g['frame']} is beyond --max-frames {max_frames} (frames 0..{n - 1} are "
+                    "tracked): raise --max-frames or prompt an earlier frame"
+                )
             raise typer.BadParameter(f"--frame {g['frame']} is out of range: the video has {n} frames")
     runtime, provenance = _runtime(
         checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
@@ -239,14 +246,15 @@ def track(
     session = tracker.init_video_session(video=frames)
     for g in groups:
         try:
-            tracker.add_inputs_to_inference_session(
-                session,
-                frame_idx=g["frame"],
-                obj_ids=g["obj_id"],
-                input_points=[[g["points"]]] if g["points"] else None,
-                input_labels=[[g["labels"]]] if g["points"] else None,
-                input_boxes=[[g["box"]]] if g["box"] is not None else None,
-            )
+            with _prompt_warnings_as_lines():
+                tracker.add_inputs_to_inference_session(
+                    session,
+                    frame_idx=g["frame"],
+                    obj_ids=g["obj_id"],
+                    input_points=[[g["points"]]] if g["points"] else None,
+                    input_labels=[[g["labels"]]] if g["points"] else None,
+                    input_boxes=[[g["box"]]] if g["box"] is not None else None,
+                )
         except (ValueError, IndexError) as e:
             raise typer.BadParameter(str(e)) from None
     h, w = frames.height, frames.width
@@ -343,6 +351,21 @@ def track(
     )
 
 
+@contextlib.contextmanager
+def _prompt_warnings_as_lines():
+    """Show the library's prompt warnings (points outside the image) as one terminal line each."""
+    from ..tracker.prompts import PromptWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PromptWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, PromptWarning):
+            console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _mask_path(out: Path, oid: int, t: int) -> Path:
     return out / "masks" / f"obj_{oid}" / f"{t:05d}.png"
 
@@ -402,16 +425,28 @@ def segment(
     )
     from ..image_segmentation import segment_image
 
-    res = segment_image(
-        runtime,
-        img,
-        points=[xy for xy, _ in pts] if pts else None,
-        labels=[label for _, label in pts] if pts else None,
-        box=np.array(bx, np.float32) if bx else None,
-    )
+    prompt = {
+        "points": [xy for xy, _ in pts],
+        "labels": [label for _, label in pts],
+        "box": bx,
+    }
+    with _prompt_warnings_as_lines():
+        res = segment_image(
+            runtime,
+            img,
+            points=prompt["points"] or None,
+            labels=prompt["labels"] or None,
+            box=np.array(bx, np.float32) if bx else None,
+        )
     prepare_out(out, overwrite)
     write_png(out / "mask.png", (res.mask > 0).astype(np.uint8) * 255)
-    write_png(out / "overlay.png", overlay_masks(img, (res.mask > 0)[None]))
+    marked = mark_prompts(
+        overlay_masks(img, (res.mask > 0)[None]),
+        np.array(prompt["points"], np.float32).reshape(-1, 2),
+        prompt["labels"],
+        bx,
+    )
+    write_png(out / "overlay.png", marked)
     for k in range(res.candidates.shape[0]):
         write_png(out / "candidates" / f"mask_{k}.png", (res.candidates[k] > 0).astype(np.uint8) * 255)
     d = res.decision
@@ -419,6 +454,8 @@ def segment(
         out / "summary.json",
         {
             "image": str(image),
+            "size_hw": list(img.shape[:2]),
+            "prompt": prompt,
             **provenance,
             "runtime": runtime.name,
             "backend": getattr(runtime, "backend", "pytorch"),
