@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -47,10 +49,62 @@ def remove_path(path: str | os.PathLike) -> None:
         p.unlink()
 
 
+# Our temporary names: ``.NAME.tmp-pPID-XXXXXXXX`` (being built) and ``.NAME.old-pPID-XXXXXXXX``
+# (a replaced folder being deleted); older releases wrote them without ``pPID-``.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?:p(?P<pid>\d+)-)?[0-9a-f]{8}(?:\.[A-Za-z0-9]+)?$")
+STALE_AGE_S = 24 * 3600  # a temporary whose creator cannot be checked is stale after a day
+
+
+def _temp_name(path: Path, kind: str, suffix: str = "") -> Path:
+    return path.parent / f".{path.name}.{kind}-p{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
 def temp_sibling(path: str | os.PathLike, suffix: str = "") -> Path:
-    """A fresh hidden name next to ``path`` for building it before the rename: ``.NAME.tmp-XXXXXXXX``."""
-    p = Path(path)
-    return p.parent / f".{p.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
+    """A fresh hidden name next to ``path`` for building it before the rename: ``.NAME.tmp-pPID-XXXXXXXX``."""
+    return _temp_name(Path(path), "tmp", suffix)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def clean_stale_temps(
+    folder: str | os.PathLike, name: str | None = None, max_age_s: float = STALE_AGE_S
+) -> list[Path]:
+    """Delete our own stale temporaries in ``folder`` (only for target ``name`` if given); returns them.
+
+    Only names made by :func:`temp_sibling` / :func:`replace_path` are touched. One is stale
+    when the process that created it (the ``pPID`` in its name) is no longer running on this
+    host, or, for a name without a PID, when it was last modified more than ``max_age_s`` ago
+    (a day by default: no export or output write takes that long). A temporary of a live
+    process is never removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for child in folder.iterdir():
+        m = _TEMP_NAME.match(child.name)
+        if m is None or (name is not None and m["name"] != name):
+            continue
+        pid = int(m["pid"]) if m["pid"] else None
+        if pid == os.getpid() or (pid is not None and _pid_alive(pid)):
+            continue
+        try:
+            if pid is None and now - child.lstat().st_mtime < max_age_s:
+                continue
+            remove_path(child)
+        except OSError:
+            continue  # raced with another cleaner, or not ours to delete
+        removed.append(child)
+    return removed
 
 
 def replace_path(src: Path, dst: Path) -> None:
@@ -60,7 +114,7 @@ def replace_path(src: Path, dst: Path) -> None:
     then the new one renamed in, then the old one deleted.
     """
     if dst.is_dir() and not dst.is_symlink():
-        aside = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        aside = _temp_name(dst, "old")
         os.replace(dst, aside)
         try:
             os.replace(src, dst)

@@ -11,7 +11,7 @@ from .models.constants import IMAGE_SIZE
 from .runtime.base import Runtime
 from .tracker.decisions import Decision, decide_outputs, use_multimask
 from .tracker.postprocess import fill_holes, resize_logits
-from .tracker.prompts import validate_box, validate_points
+from .tracker.prompts import validate_box, validate_points, warn_outside
 from .tracker.session import PointPrompt
 
 
@@ -55,6 +55,7 @@ def segment_image(
         lab = np.concatenate([[2, 3], lab])
     if len(lab) == 0:
         raise ValueError("give at least one point or a box")
+    warn_outside(pts, (h, w), "prompt")
     scale = np.array([IMAGE_SIZE / w, IMAGE_SIZE / h], np.float32)
     prompt = PointPrompt(pts * scale, lab)
     model = EdgeTamImageModel(runtime)

@@ -196,20 +196,16 @@ class CoreMLExporter(Exporter):
 
         fp32 = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
         problems = []
-        for kind, feats, specs in (
-            ("input", spec.description.input, contract.inputs),
-            ("output", spec.description.output, contract.outputs),
-        ):
-            names = [f.name for f in feats]
-            if names != [s.name for s in specs]:
-                problems.append(f"{kind} names {names} != contract {[s.name for s in specs]}")
-                continue
-            for f, s in zip(feats, specs, strict=True):
-                arr = f.type.multiArrayType
-                if tuple(arr.shape) and tuple(arr.shape) != tuple(s.shape):
-                    problems.append(f"{kind} {s.name!r}: shape {list(arr.shape)} != {list(s.shape)}")
-                if arr.dataType != fp32:
-                    problems.append(f"{kind} {s.name!r}: dtype is not FLOAT32")
+        for kind, feats in (("input", spec.description.input), ("output", spec.description.output)):
+            shapes = [tuple(f.type.multiArrayType.shape) or None for f in feats]
+            found = contract.mismatches(kind, [f.name for f in feats], shapes)
+            problems += found
+            if not found:
+                problems += [
+                    f"{kind} {f.name!r}: dtype is not FLOAT32"
+                    for f in feats
+                    if f.type.multiArrayType.dataType != fp32
+                ]
         if problems:
             raise ValueError(
                 f"Core ML model {contract.name!r} does not match its contract: " + "; ".join(problems)

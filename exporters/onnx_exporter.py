@@ -27,21 +27,21 @@ _ONNX_DTYPES = {"float32": 1, "uint8": 2, "int32": 6, "float16": 10}
 def check_onnx_against_contract(model_proto, contract: Contract, io_dtype: str = "float32") -> None:
     """Raise ``ValueError`` unless the graph's inputs/outputs match ``contract`` by name, shape and dtype."""
     problems = []
-    for kind, values, specs in (
-        ("input", model_proto.graph.input, contract.inputs),
-        ("output", model_proto.graph.output, contract.outputs),
-    ):
-        names = [v.name for v in values]
-        if names != [s.name for s in specs]:
-            problems.append(f"{kind} names {names} != contract {[s.name for s in specs]}")
-            continue
-        for v, s in zip(values, specs, strict=True):
-            t = v.type.tensor_type
-            dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim)
-            if dims != tuple(s.shape):
-                problems.append(f"{kind} {s.name!r}: shape {list(dims)} != contract {list(s.shape)}")
-            if t.elem_type != _ONNX_DTYPES[io_dtype]:
-                problems.append(f"{kind} {s.name!r}: elem_type {t.elem_type} != {io_dtype}")
+    for kind, values in (("input", model_proto.graph.input), ("output", model_proto.graph.output)):
+        dims = [
+            tuple(
+                d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim
+            )
+            for v in values
+        ]
+        found = contract.mismatches(kind, [v.name for v in values], dims)
+        problems += found
+        if not found:
+            problems += [
+                f"{kind} {v.name!r}: elem_type {v.type.tensor_type.elem_type} != {io_dtype}"
+                for v in values
+                if v.type.tensor_type.elem_type != _ONNX_DTYPES[io_dtype]
+            ]
     if problems:
         raise ValueError(f"ONNX graph {contract.name!r} does not match its contract: " + "; ".join(problems))
 

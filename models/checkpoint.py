@@ -59,6 +59,8 @@ def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
         sd = dict(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise CheckpointError(_folder_message(path))
         if not path.is_file():
             raise CheckpointError(f"checkpoint file not found: {path}")
         try:
@@ -73,3 +75,16 @@ def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
             raise CheckpointError(f"{path}: expected {{'model': state_dict}} or a state dict")
     validate_state_dict(sd)
     return sd
+
+
+def _folder_message(path: Path) -> str:
+    """One line for a folder given as a checkpoint: what it holds and what is expected."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} entries)" if len(names) > 8 else "")
+    hf = (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    kind = "a Hugging Face model folder" if hf else "a folder"
+    return (
+        f"checkpoint {path} is {kind} (holds: {shown or 'nothing'}); expected the official EdgeTAM "
+        "checkpoint file (edgetam.pt, a {'model': state_dict} .pt)"
+        + ("; Hugging Face folders (config.json + model.safetensors) are not loaded yet" if hf else "")
+    )

@@ -7,6 +7,7 @@ outputs from it, bundles serialise it into the manifest, and runtimes validate a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -79,6 +80,45 @@ class Contract:
             d.get("description", ""),
             dict(d.get("options", {})),
         )
+
+    def mismatches(
+        self,
+        kind: str,
+        names: Sequence[str] | None,
+        shapes: Sequence[Sequence | None],
+        ordered: bool = True,
+        source: str = "contract",
+    ) -> list[str]:
+        """How an artifact's ``kind`` ("input"/"output") tensors differ from this contract; [] if they match.
+
+        The one comparison of artifact boundaries against contracts (exporters after export,
+        runtimes at load). ``names``: the artifact's tensor names (None for positional formats
+        such as ExecuTorch programs, then only count and shapes are compared); ``shapes``: one
+        per tensor, None where the artifact does not declare it; ``ordered``: names must come
+        in contract order (formats fed positionally); ``source`` names the contract's origin in
+        messages (e.g. "manifest").
+        """
+        specs = self.inputs if kind == "input" else self.outputs
+        want = [s.name for s in specs]
+        if names is None:
+            if len(shapes) != len(specs):
+                return [f"{len(shapes)} {kind}s in the artifact, {len(specs)} in the {source} ({want})"]
+            names = want
+        names = list(names)
+        if (names != want) if ordered else (sorted(names) != sorted(want)):
+            missing = [n for n in want if n not in names]
+            extra = [n for n in names if n not in want]
+            detail = f"missing {missing}, unexpected {extra}" if missing or extra else "in another order"
+            return [f"{kind} names {names} != {source} {want} ({detail})"]
+        by_name = dict(zip(names, shapes, strict=True))
+        problems = []
+        for spec in specs:
+            shape = by_name[spec.name]
+            if shape is not None and tuple(int(d) if isinstance(d, int) else d for d in shape) != spec.shape:
+                problems.append(
+                    f"{kind} {spec.name!r} is {list(spec.shape)} in the {source} but {list(shape)} in the artifact"
+                )
+        return problems
 
     def check_inputs(self, feeds: dict) -> None:
         """Raise ``ValueError`` naming every missing, unexpected or mis-shaped input."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backends import PRECISIONS
 from ..exporters.base import ArtifactReport, Exporter, get_exporter
-from ..fileio import file_sha256, replace_path, temp_sibling, write_json_atomic
+from ..fileio import clean_stale_temps, file_sha256, replace_path, temp_sibling, write_json_atomic
 from ..models.contracts import ExportModule
 from ..models.submodules import SUBMODULE_NAMES, export_options, export_submodules
 from .manifest import (
@@ -99,6 +99,7 @@ def write_bundle(
     plan = _normalise_precisions(exporters, precisions)
     _prepare_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out.parent, name=out.name)  # left by a killed export into the same folder
     tmp = temp_sibling(out)
     tmp.mkdir()
     try:

@@ -103,9 +103,10 @@ def prepare_out(out, overwrite: bool) -> None:
     """
     from pathlib import Path
 
-    from ..fileio import remove_path
+    from ..fileio import clean_stale_temps, remove_path
 
     out = Path(out)
+    clean_stale_temps(out)  # temporaries of a killed run inside --out do not count as contents
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):

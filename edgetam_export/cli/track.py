@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..fileio import write_json_atomic
 from ..models.constants import GRAPH_NAMES
-from ..overlay import overlay_masks
+from ..overlay import mark_prompts, overlay_masks
 from ..tracker.prompts import validate_points
-from ..video import VideoError, read_image, read_video, write_png, write_video
+from ..video import LazyVideo, VideoError, VideoWriter, iter_frames, read_image, write_png
 from .app import app
 from .options import Backend, Precision, prepare_out, user_errors
 
@@ -211,71 +213,106 @@ def track(
         8, "--fill-hole-area", help="Fill mask holes up to this area (0 = off)."
     ),
 ) -> None:
-    """Track objects through VIDEO: writes overlay.mp4, per-object PNG masks and summary.json."""
+    """Track objects through VIDEO: writes overlay.mp4, per-object PNG masks and summary.json.
+
+    The video is decoded lazily and the overlay and masks are written frame by frame, so
+    memory stays flat whatever the video's length. With every prompt on the first frame the
+    run is one forward pass (frames decoded once, overlay encoded as it goes). With prompts
+    on a later frame F, frames F.. are tracked forward, then F-1..0 backward (the official
+    order); the backward pass re-decodes the video in blocks of 16 frames (bounded memory,
+    about n/16 extra decodes), and the overlay is encoded afterwards from the written masks.
+    """
     try:
-        frames, fps = read_video(video, max_frames=max_frames)
+        frames = LazyVideo(video, max_frames=max_frames)
     except VideoError as e:
         raise typer.BadParameter(str(e), param_hint="VIDEO") from None
     groups = _group_prompts(point, box, obj_id, frame)
+    n = len(frames)
     for g in groups:
-        if not 0 <= g["frame"] < len(frames):
-            raise typer.BadParameter(
-                f"--frame {g['frame']} is out of range: the video has {len(frames)} frames"
-            )
+        if not 0 <= g["frame"] < n:
+            if max_frames is not None and n == max_frames and g["frame"] >= 0:
+                raise typer.BadParameter(
+                    f"--frame {g['frame']} is beyond --max-frames {max_frames} (frames 0..{n - 1} are "
+                    "tracked): raise --max-frames or prompt an earlier frame"
+                )
+            raise typer.BadParameter(f"--frame {g['frame']} is out of range: the video has {n} frames")
     runtime, provenance = _runtime(
         checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
     )
     from ..tracker import Tracker
+    from ..tracker.editing import STREAM_KEEP, prune_video
 
     tracker = Tracker(runtime, fill_hole_area=fill_hole_area)
     session = tracker.init_video_session(video=frames)
     for g in groups:
         try:
-            tracker.add_inputs_to_inference_session(
-                session,
-                frame_idx=g["frame"],
-                obj_ids=g["obj_id"],
-                input_points=[[g["points"]]] if g["points"] else None,
-                input_labels=[[g["labels"]]] if g["points"] else None,
-                input_boxes=[[g["box"]]] if g["box"] is not None else None,
-            )
+            with _prompt_warnings_as_lines():
+                tracker.add_inputs_to_inference_session(
+                    session,
+                    frame_idx=g["frame"],
+                    obj_ids=g["obj_id"],
+                    input_points=[[g["points"]]] if g["points"] else None,
+                    input_labels=[[g["labels"]]] if g["points"] else None,
+                    input_boxes=[[g["box"]]] if g["box"] is not None else None,
+                )
         except (ValueError, IndexError) as e:
             raise typer.BadParameter(str(e)) from None
-    h, w = frames[0].shape[:2]
+    h, w = frames.height, frames.width
     prepare_out(out, overwrite)
     scores: dict[int, dict[str, float]] = {}
-    overlays: dict[int, np.ndarray] = {}
+    done: set[int] = set()
     start = min(g["frame"] for g in groups)
+    protect = range(start, start + STREAM_KEEP + 1) if start > 0 else range(0)
+    interrupted = False
     t0 = time.perf_counter()
-    order = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task(f"tracking on {runtime.name}", total=len(frames))
-        passes = [tracker.propagate_in_video_iterator(session, start_frame_idx=start)]
-        if start > 0:
-            passes.append(tracker.propagate_in_video_iterator(session, start_frame_idx=start, reverse=True))
-        for it in passes:
-            for o in it:
-                masks = tracker.post_process_masks([o.pred_masks], [(h, w)])[0][:, 0]
-                for k, oid in enumerate(o.obj_ids):
-                    write_png(
-                        out / "masks" / f"obj_{oid}" / f"{o.frame_idx:05d}.png",
-                        masks[k].astype(np.uint8) * 255,
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task(f"tracking on {runtime.name}", total=n)
+            # Forward-only runs encode the overlay as they go; otherwise it is encoded after the backward pass.
+            inline = VideoWriter(out / "overlay.mp4", fps=frames.fps) if start == 0 else None
+            try:
+                passes = [(False, tracker.propagate_in_video_iterator(session, start_frame_idx=start))]
+                if start > 0:
+                    passes.append(
+                        (
+                            True,
+                            tracker.propagate_in_video_iterator(session, start_frame_idx=start, reverse=True),
+                        )
                     )
-                scores[o.frame_idx] = {
-                    str(oid): float(o.object_score_logits[k, 0]) for k, oid in enumerate(o.obj_ids)
-                }
-                if o.frame_idx not in overlays:
-                    order.append(o.frame_idx)
-                    bar.advance(task)
-                overlays[o.frame_idx] = overlay_masks(frames[o.frame_idx], masks)
+                for reverse, it in passes:
+                    for o in it:
+                        masks = tracker.post_process_masks([o.pred_masks], [(h, w)])[0][:, 0]
+                        for k, oid in enumerate(o.obj_ids):
+                            write_png(_mask_path(out, oid, o.frame_idx), masks[k].astype(np.uint8) * 255)
+                        scores[o.frame_idx] = {
+                            str(oid): float(o.object_score_logits[k, 0]) for k, oid in enumerate(o.obj_ids)
+                        }
+                        if inline is not None:
+                            inline.write(overlay_masks(frames[o.frame_idx], masks))
+                        if o.frame_idx not in done:
+                            done.add(o.frame_idx)
+                            bar.advance(task)
+                        prune_video(session, o.frame_idx, reverse, protect)
+            except BaseException:
+                if inline is not None:
+                    inline.close(commit=False)
+                raise
+            if inline is not None:
+                inline.close()
+        frames.close()
+        if inline is None:
+            _overlay_from_masks(out, video, n, frames.fps, list(session.obj_ids))
+    except KeyboardInterrupt:
+        interrupted = True  # masks so far stay; summary.json says how far the run got
+        frames.close()
     elapsed = time.perf_counter() - t0
-    write_video(out / "overlay.mp4", [overlays.get(t, frames[t]) for t in range(len(frames))], fps=fps)
+
     timings = {
         k: {"calls": len(v), "median_ms": 1e3 * float(np.median(v)), "total_s": float(np.sum(v))}
         for k, v in session.timings.items()
@@ -284,7 +321,7 @@ def track(
         out / "summary.json",
         {
             "video": str(video),
-            "frames": len(frames),
+            "frames": n,
             "size_hw": [h, w],
             **provenance,
             "runtime": runtime.name,
@@ -295,12 +332,50 @@ def track(
             "object_score_logits": {str(t): scores[t] for t in sorted(scores)},
             "timings": timings,
             "wall_s": elapsed,
-            "fps": len(order) / elapsed if elapsed > 0 else None,
+            "fps": len(done) / elapsed if elapsed > 0 else None,
+            "interrupted": interrupted,
+            "frames_done": len(done),
+            "overlay": None if interrupted else "overlay.mp4",
         },
     )
+    if interrupted:
+        console.print(
+            f"interrupted (Ctrl-C) after {len(done)} of {n} frames: masks so far in {out}, "
+            "summary.json marks the run interrupted (no overlay.mp4)",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130)
     console.print(
-        f"tracked {len(session.obj_ids)} object(s) over {len(order)} frames in {elapsed:.1f} s -> {out}"
+        f"tracked {len(session.obj_ids)} object(s) over {len(done)} frames in {elapsed:.1f} s -> {out}"
     )
+
+
+@contextlib.contextmanager
+def _prompt_warnings_as_lines():
+    """Show the library's prompt warnings (points outside the image) as one terminal line each."""
+    from ..tracker.prompts import PromptWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PromptWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, PromptWarning):
+            console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _mask_path(out: Path, oid: int, t: int) -> Path:
+    return out / "masks" / f"obj_{oid}" / f"{t:05d}.png"
+
+
+def _overlay_from_masks(out: Path, video: Path, n: int, fps: float, obj_ids: list[int]) -> None:
+    """Encode overlay.mp4 in one sequential decode, blending the mask PNGs already written."""
+    with VideoWriter(out / "overlay.mp4", fps=fps) as writer:
+        for t, rgb in enumerate(iter_frames(video, n)):
+            masks = np.stack([read_image(_mask_path(out, oid, t))[..., 0] > 127 for oid in obj_ids])
+            writer.write(overlay_masks(rgb, masks))
 
 
 @app.command()
@@ -387,16 +462,28 @@ def segment(
     )
     from ..image_segmentation import segment_image
 
-    res = segment_image(
-        runtime,
-        img,
-        points=[xy for xy, _ in pts] if pts else None,
-        labels=[label for _, label in pts] if pts else None,
-        box=np.array(bx, np.float32) if bx else None,
-    )
+    prompt = {
+        "points": [xy for xy, _ in pts],
+        "labels": [label for _, label in pts],
+        "box": bx,
+    }
+    with _prompt_warnings_as_lines():
+        res = segment_image(
+            runtime,
+            img,
+            points=prompt["points"] or None,
+            labels=prompt["labels"] or None,
+            box=np.array(bx, np.float32) if bx else None,
+        )
     prepare_out(out, overwrite)
     write_png(out / "mask.png", (res.mask > 0).astype(np.uint8) * 255)
-    write_png(out / "overlay.png", overlay_masks(img, (res.mask > 0)[None]))
+    marked = mark_prompts(
+        overlay_masks(img, (res.mask > 0)[None]),
+        np.array(prompt["points"], np.float32).reshape(-1, 2),
+        prompt["labels"],
+        bx,
+    )
+    write_png(out / "overlay.png", marked)
     for k in range(res.candidates.shape[0]):
         write_png(out / "candidates" / f"mask_{k}.png", (res.candidates[k] > 0).astype(np.uint8) * 255)
     d = res.decision
@@ -404,6 +491,8 @@ def segment(
         out / "summary.json",
         {
             "image": str(image),
+            "size_hw": list(img.shape[:2]),
+            "prompt": prompt,
             **provenance,
             "runtime": runtime.name,
             "backend": getattr(runtime, "backend", "pytorch"),

@@ -134,6 +134,17 @@ class CoreMLRuntime(BundleRuntime):
         self.track_ranges = track_ranges
         self._models: dict = {}
         self.reports: dict = {}
+        self.check_artifacts()
+
+    def artifact_io(self, graph: str) -> dict[str, tuple[list[str], list]]:
+        """Names and shapes from the package's model spec (``coremltools.utils.load_spec``)."""
+        import coremltools as ct
+
+        desc = ct.utils.load_spec(str(self.paths[graph])).description
+        return {
+            kind: ([f.name for f in feats], [tuple(f.type.multiArrayType.shape) or None for f in feats])
+            for kind, feats in (("input", desc.input), ("output", desc.output))
+        }
 
     # ------------------------------------------------------------------ loading
     def model(self, graph: str):

@@ -38,20 +38,29 @@ class ExecuTorchRuntime(BundleRuntime):
         self._et = _EtRuntime.get()
         self._programs: dict = {}
         self._methods: dict = {}
+        self.check_artifacts()
+
+    # Programs take and return tensors by position: names are the contract's, order is all there is.
+    io_ordered = True
+
+    def program(self, graph: str):
+        """The (cached) loaded program of ``graph``."""
+        if graph not in self._programs:
+            self._programs[graph] = self._et.load_program(self.paths[graph])
+        return self._programs[graph]
+
+    def artifact_io(self, graph: str) -> dict[str, tuple[None, list]]:
+        """Tensor sizes from the program's ``forward`` MethodMeta (programs carry no tensor names)."""
+        meta = self.program(graph).metadata("forward")
+        return {
+            "input": (None, [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]),
+            "output": (None, [tuple(meta.output_tensor_meta(i).sizes()) for i in range(meta.num_outputs())]),
+        }
 
     def method(self, graph: str):
         """The (cached) ``forward`` method of ``graph``'s program."""
         if graph not in self._methods:
-            program = self._et.load_program(self.paths[graph])
-            meta = program.metadata("forward")
-            contract = self.contracts[graph]
-            if meta.num_inputs() != len(contract.inputs) or meta.num_outputs() != len(contract.outputs):
-                raise ValueError(
-                    f"{self.paths[graph]}: program has {meta.num_inputs()} inputs / {meta.num_outputs()} outputs, "
-                    f"contract has {len(contract.inputs)} / {len(contract.outputs)}"
-                )
-            self._programs[graph] = program
-            self._methods[graph] = program.load_method("forward")
+            self._methods[graph] = self.program(graph).load_method("forward")
         return self._methods[graph]
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

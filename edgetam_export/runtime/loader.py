@@ -47,6 +47,35 @@ class BundleRuntime(Runtime):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.bundle.root)!r}, precision={self.precision!r})"
 
+    # Names are compared in contract order only where the format feeds tensors by position.
+    io_ordered = False
+
+    def artifact_io(self, graph: str) -> dict[str, tuple[list[str] | None, list]]:
+        """What ``graph``'s artifact really declares: ``{"input": (names, shapes), "output": (...)}``."""
+        raise NotImplementedError
+
+    def check_artifacts(self) -> None:
+        """Compare each artifact's real inputs/outputs with the manifest's contract (at construction).
+
+        Raises :class:`BundleError` in one line naming the graph, the artifact, the tensor and
+        both shapes, instead of a raw runtime error at the first call.
+        """
+        for graph, contract in self.contracts.items():
+            io = self.artifact_io(graph)
+            problems = [
+                p
+                for kind in ("input", "output")
+                for p in contract.mismatches(kind, *io[kind], ordered=self.io_ordered, source="manifest")
+            ]
+            if problems:
+                where = getattr(self, "bundle", None)
+                path = self.paths[graph]
+                name = path.relative_to(where.root) if where is not None else path
+                raise BundleError(
+                    f"graph {graph!r}: {self.backend} artifact {name} does not match its contract in "
+                    f"manifest.json: {'; '.join(problems)} (re-export the bundle)"
+                )
+
 
 def runtime_from_bundle(
     path: Bundle | str | os.PathLike, backend: str | None = None, precision: str | None = None, **kwargs

@@ -1,4 +1,4 @@
-"""Editing a session's objects and prompts, and pruning a stream's bank: operations on session state alone."""
+"""Editing a session's objects and prompts, and pruning a stream's or a long video's bank: operations on session state alone."""
 
 from __future__ import annotations
 
@@ -59,4 +59,25 @@ def prune_stream(s: InferenceSession, t: int, keep: int = STREAM_KEEP) -> None:
         del s.outputs[NONCOND][f]
         s.consolidated[NONCOND].discard(f)
     for f in [f for f in s.frames_already_tracked if f < oldest and f not in s.outputs[COND]]:
+        del s.frames_already_tracked[f]
+
+
+def prune_video(
+    s: InferenceSession, t: int, reverse: bool, protect: range = range(0), keep: int = STREAM_KEEP
+) -> None:
+    """Bound a whole-video session's bank while propagating: drop tracked outputs no later frame can reach.
+
+    After frame ``t`` of a pass in direction ``reverse``, outputs more than ``keep`` frames
+    behind ``t`` are dropped, except conditioning frames and the frames in ``protect`` (give
+    ``range(start, start + keep + 1)`` when a reverse pass from ``start`` follows: the official
+    reverse pass reads the forward pass's outputs just after ``start``). Masks, memories and
+    pointers identical to keeping everything; earlier results are recomputed if asked again.
+    """
+    behind = (lambda f: f > t + keep) if reverse else (lambda f: f < t - keep)
+    for f in [f for f in s.outputs[NONCOND] if behind(f) and f not in protect]:
+        del s.outputs[NONCOND][f]
+        s.consolidated[NONCOND].discard(f)
+    for f in [
+        f for f in s.frames_already_tracked if behind(f) and f not in protect and f not in s.outputs[COND]
+    ]:
         del s.frames_already_tracked[f]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,6 +10,28 @@ import numpy as np
 from ..models.constants import IMAGE_SIZE
 from .postprocess import mask_to_model_input
 from .session import PendingInput, PointPrompt
+
+
+class PromptWarning(UserWarning):
+    """A prompt that is valid but probably not what was meant (e.g. a point outside the image)."""
+
+
+def warn_outside(pts: np.ndarray, size_hw: tuple[int, int], what: str, stacklevel: int = 3) -> None:
+    """Warn once per call if any (x, y) of ``pts`` (n, 2) in pixels lies outside a ``size_hw`` (H, W) image."""
+    h, w = size_hw
+    out = [
+        (float(x), float(y))
+        for x, y in np.asarray(pts, np.float64).reshape(-1, 2)
+        if not (0 <= x <= w and 0 <= y <= h)
+    ]
+    if out:
+        shown = ", ".join(f"({x:g}, {y:g})" for x, y in out[:3]) + (" ..." if len(out) > 3 else "")
+        warnings.warn(
+            f"{what}: point {shown} lies outside the {w}x{h} (width x height) image; "
+            "coordinates are pixels of the original image",
+            PromptWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def parse_prompts(
@@ -61,6 +84,7 @@ def parse_prompts(
                 raise ValueError(f"object {oid}: point/box coordinates must be finite")
             if pts.shape[0] == 0:
                 raise ValueError(f"object {oid}: no points or box given")
+            warn_outside(pts, (video_height, video_width), f"object {oid} on frame {frame_idx}", stacklevel=4)
             prompt = PointPrompt(pts * scale, lab)
             pending.append(PendingInput(frame_idx, oid, points=prompt, clear_old=clear_old_inputs))
     return pending

@@ -163,6 +163,8 @@ class InferenceSession:
         return {
             COND: len(self.outputs[COND]),
             NONCOND: len(self.outputs[NONCOND]),
-            "frames_held": 0 if self.frames is None else sum(f is not None for f in self.frames),
+            "frames_held": 0
+            if self.frames is None
+            else getattr(self.frames, "num_held", None) or sum(f is not None for f in self.frames),
             "tracked_marks": len(self.frames_already_tracked),
         }

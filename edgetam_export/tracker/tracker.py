@@ -22,7 +22,7 @@ import numpy as np
 from ..models.constants import GRAPH_NAMES, LOW_RES, NO_OBJ_SCORE, NUM_MASKMEM
 from ..preprocessing import preprocess, to_model_frame
 from ..runtime.base import Runtime
-from ..video import read_video
+from ..video import LazyVideo, read_video
 from .bank import MemoryEntry, assemble_bank
 from .decisions import decide_outputs
 from .editing import clear_prompts_in_frame, prune_stream, remove_object
@@ -135,7 +135,8 @@ class Tracker(PromptingMixin):
         video_height: int | None = None,
         video_width: int | None = None,
     ) -> InferenceSession:
-        """Start a session on a list of (H, W, 3) uint8 RGB frames, a video file, or None (streaming).
+        """Start a session on a list of (H, W, 3) uint8 RGB frames, a video file, a
+        :class:`~edgetam_export.video.LazyVideo` (decoded on demand), or None (streaming).
 
         ``video_height`` / ``video_width`` declare the original resolution that prompt
         coordinates and post-processed masks refer to (default: the frames' own size).
@@ -143,6 +144,12 @@ class Tracker(PromptingMixin):
         if video is None:
             return InferenceSession(
                 frames=[], video_height=video_height, video_width=video_width, streaming=True
+            )
+        if isinstance(video, LazyVideo):
+            # Decoded on demand, bounded memory (frames are checked by the decoder: one size, RGB).
+            h, w = video.height, video.width
+            return InferenceSession(
+                frames=video, video_height=video_height or h, video_width=video_width or w
             )
         if isinstance(video, (str, os.PathLike)):
             frames, _ = read_video(Path(video))

@@ -85,6 +85,7 @@ class Row:
     passed: bool
     problems: list[str] = field(default_factory=list)
     mask_iou: float | None = None  # tracker rows: IoU of the binarized masks (logits > 0)
+    tolerance: dict | None = None  # the bound applied: kind, rel_max_abs, min_cosine (tolerances.py)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -215,7 +216,8 @@ def _row(
 ) -> Row:
     """Compare ``test`` with ``ref`` under the tolerance of ``kind``; ``extra_problems`` also fail the row."""
     cmp = compare(label, ref, test)
-    problems = tolerance(backend, precision, kind).check(cmp) + list(extra_problems or [])
+    tol = tolerance(backend, precision, kind)
+    problems = tol.check(cmp) + list(extra_problems or [])
     return Row(
         backend,
         precision,
@@ -231,6 +233,7 @@ def _row(
         not problems,
         problems,
         iou,
+        {"kind": kind, "rel_max_abs": tol.rel_max_abs, "min_cosine": tol.min_cosine},
     )
 
 

@@ -38,3 +38,18 @@ def test_unreadable_and_missing_files(tmp_path):
     torch.save({"weights": [1, 2]}, odd)
     with pytest.raises(CheckpointError, match="expected"):
         load_checkpoint(odd)
+
+
+def test_a_folder_given_as_checkpoint_says_what_it_holds_and_what_is_expected(tmp_path):
+    from edgetam_export.models import CheckpointError, load_checkpoint
+
+    hf = tmp_path / "edgetam-hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    (hf / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(hf)
+    msg = str(e.value)
+    assert "not found" not in msg and "\n" not in msg
+    assert "Hugging Face model folder" in msg and "config.json, model.safetensors" in msg
+    assert "edgetam.pt" in msg
