@@ -33,13 +33,14 @@ def validate_state_dict(state_dict: Mapping[str, torch.Tensor]) -> None:
     ]
     if missing or unexpected or misshaped:
         lines = [f"checkpoint does not match the EdgeTAM layout ({len(layout)} keys expected):"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_describe(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_describe(unexpected)}")
-        if misshaped:
-            lines.append(f"  mis-shaped keys ({len(misshaped)}): {_describe(misshaped)}")
+        lines += key_report_lines(missing, unexpected, misshaped)
         raise CheckpointError("\n".join(lines))
+
+
+def key_report_lines(missing: list, unexpected: list, misshaped: list) -> list[str]:
+    """The indented missing / unexpected / mis-shaped lines of a checkpoint error (empty groups left out)."""
+    groups = (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+    return [f"  {what} keys ({len(keys)}): {_describe(keys)}" for what, keys in groups if keys]
 
 
 def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -78,13 +79,11 @@ def load_checkpoint(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
 
 
 def _folder_message(path: Path) -> str:
-    """One line for a folder given as a checkpoint: what it holds and what is expected."""
+    """One line for a folder that is not a checkpoint: what it holds and what is expected."""
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
     shown = ", ".join(names[:8]) + (f", ... ({len(names)} entries)" if len(names) > 8 else "")
-    hf = (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-    kind = "a Hugging Face model folder" if hf else "a folder"
     return (
-        f"checkpoint {path} is {kind} (holds: {shown or 'nothing'}); expected the official EdgeTAM "
-        "checkpoint file (edgetam.pt, a {'model': state_dict} .pt)"
-        + ("; Hugging Face folders (config.json + model.safetensors) are not loaded yet" if hf else "")
+        f"checkpoint {path} is a folder (holds: {shown or 'nothing'}); expected the official EdgeTAM "
+        "checkpoint file (edgetam.pt, a {'model': state_dict} .pt) or a Hugging Face EdgeTAM folder "
+        "(config.json + model.safetensors)"
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, key_report_lines
 from .checkpoint_layout import checkpoint_layout
 
 CONFIG_FILE = "config.json"
@@ -112,11 +112,6 @@ def official_to_hf(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def _describe(items: list[str], limit: int = 20) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
-
 def validate_hf_state_dict(state_dict: Mapping[str, torch.Tensor], image_only: bool = False) -> None:
     """Raise :class:`HFCheckpointError` listing missing, unexpected and mis-shaped keys in HF names.
 
@@ -140,12 +135,7 @@ def validate_hf_state_dict(state_dict: Mapping[str, torch.Tensor], image_only: b
             "exported tracker needs; save an EdgeTamVideoModel checkpoint instead"
         )
         missing = [k for k in missing if k not in video_missing]
-    if missing:
-        lines.append(f"  missing keys ({len(missing)}): {_describe(missing)}")
-    if unexpected:
-        lines.append(f"  unexpected keys ({len(unexpected)}): {_describe(unexpected)}")
-    if misshaped:
-        lines.append(f"  mis-shaped keys ({len(misshaped)}): {_describe(misshaped)}")
+    lines += key_report_lines(missing, unexpected, misshaped)
     if lines:
         head = f"HF checkpoint does not match the EdgeTAM video layout ({len(layout)} HF keys expected):"
         raise HFCheckpointError("\n".join([head, *lines]))

@@ -23,6 +23,27 @@ from .options import Backend, Precision, prepare_out, user_errors
 
 console = Console(stderr=True)
 
+# Options shared by track and segment (one definition each).
+CHECKPOINT_OPTION = typer.Option(
+    None, "--checkpoint", help="Official edgetam.pt (default: synthetic weights)."
+)
+BUNDLE_OPTION = typer.Option(
+    None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
+)
+BACKEND_OPTION = typer.Option(
+    None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
+)
+PRECISION_OPTION = typer.Option(
+    None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
+)
+THREADS_OPTION = typer.Option(
+    None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
+)
+EXPECT_DIGEST_OPTION = typer.Option(
+    None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
+)
+OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out.")
+
 
 def _runtime(
     checkpoint: Path | None,
@@ -188,25 +209,13 @@ def track(
     frame: list[int] = typer.Option(
         [], "--frame", help="Frame index per prompt (boxes first, then points), or one for all. Default 0."
     ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Official edgetam.pt (default: synthetic weights)."
-    ),
-    bundle: Path | None = typer.Option(
-        None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
-    ),
-    backend: Backend | None = typer.Option(
-        None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
-    ),
-    precision: Precision | None = typer.Option(
-        None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
-    ),
-    expect_digest: str | None = typer.Option(
-        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    bundle: Path | None = BUNDLE_OPTION,
+    backend: Backend | None = BACKEND_OPTION,
+    precision: Precision | None = PRECISION_OPTION,
+    threads: int | None = THREADS_OPTION,
+    expect_digest: str | None = EXPECT_DIGEST_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
     out: Path = typer.Option(Path("track_out"), "--out", help="Output folder."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Only the first N frames."),
     fill_hole_area: int = typer.Option(
@@ -384,25 +393,13 @@ def segment(
     image: Path = typer.Argument(..., help="Image file."),
     point: list[str] = typer.Option([], "--point", help="Click X,Y[,LABEL] in image pixels. Repeatable."),
     box: str | None = typer.Option(None, "--box", help="Box X0,Y0,X1,Y1 in image pixels."),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Official edgetam.pt (default: synthetic weights)."
-    ),
-    bundle: Path | None = typer.Option(
-        None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
-    ),
-    backend: Backend | None = typer.Option(
-        None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
-    ),
-    precision: Precision | None = typer.Option(
-        None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
-    ),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
-    ),
-    expect_digest: str | None = typer.Option(
-        None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out."),
+    checkpoint: Path | None = CHECKPOINT_OPTION,
+    bundle: Path | None = BUNDLE_OPTION,
+    backend: Backend | None = BACKEND_OPTION,
+    precision: Precision | None = PRECISION_OPTION,
+    threads: int | None = THREADS_OPTION,
+    expect_digest: str | None = EXPECT_DIGEST_OPTION,
+    overwrite: bool = OVERWRITE_OPTION,
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
     auto: bool = typer.Option(False, "--auto", help="Segment everything (automatic mask generation)."),
     points_per_side: int = typer.Option(32, help="--auto: grid points per side."),

@@ -43,13 +43,20 @@ def test_unreadable_and_missing_files(tmp_path):
 def test_a_folder_given_as_checkpoint_says_what_it_holds_and_what_is_expected(tmp_path):
     from edgetam_export.models import CheckpointError, load_checkpoint
 
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("")
+    (folder / "model.bin").write_bytes(b"")
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(folder)
+    msg = str(e.value)
+    assert "not found" not in msg and "\n" not in msg
+    assert "holds: model.bin, notes.txt" in msg
+    assert "edgetam.pt" in msg and "config.json + model.safetensors" in msg
+    # a Hugging Face-shaped folder is read as one, and its problem named in one line
     hf = tmp_path / "edgetam-hf"
     hf.mkdir()
     (hf / "config.json").write_text("{}")
     (hf / "model.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(CheckpointError, match="config.json: model_type None is not an EdgeTAM checkpoint"):
         load_checkpoint(hf)
-    msg = str(e.value)
-    assert "not found" not in msg and "\n" not in msg
-    assert "Hugging Face model folder" in msg and "config.json, model.safetensors" in msg
-    assert "edgetam.pt" in msg
