@@ -58,5 +58,5 @@ def test_a_folder_given_as_checkpoint_says_what_it_holds_and_what_is_expected(tm
     hf.mkdir()
     (hf / "config.json").write_text("{}")
     (hf / "model.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="config.json: model_type None is not an EdgeTAM checkpoint"):
+    with pytest.raises(CheckpointError, match=r"config\.json: model_type None is not an EdgeTAM checkpoint"):
         load_checkpoint(hf)
