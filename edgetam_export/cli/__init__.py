@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import bench, export, track  # noqa: F401  (importing a command module registers its commands)
+from . import bench, export, segment, track  # noqa: F401  (importing a command module registers its commands)
 from .app import app
 
 __all__ = ["app"]

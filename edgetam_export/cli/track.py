@@ -1,164 +1,33 @@
-"""``edgetam-export track`` and ``edgetam-export segment``."""
+"""``edgetam-export track``: track objects through a video, streaming frames in and masks out."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..fileio import write_json_atomic
-from ..models.constants import GRAPH_NAMES
-from ..overlay import mark_prompts, overlay_masks
-from ..tracker.prompts import validate_points
+from ..overlay import overlay_masks
 from ..video import LazyVideo, VideoError, VideoWriter, iter_frames, read_image, write_png
 from .app import app
 from .options import Backend, Precision, prepare_out, user_errors
-
-console = Console(stderr=True)
-
-# Options shared by track and segment (one definition each).
-CHECKPOINT_OPTION = typer.Option(
-    None, "--checkpoint", help="Official edgetam.pt (default: synthetic weights)."
+from .sources import (
+    BACKEND_OPTION,
+    BUNDLE_OPTION,
+    CHECKPOINT_OPTION,
+    EXPECT_DIGEST_OPTION,
+    OVERWRITE_OPTION,
+    PRECISION_OPTION,
+    THREADS_OPTION,
+    choose_runtime,
+    console,
+    parse_floats,
+    parse_point,
+    prompt_warnings_as_lines,
 )
-BUNDLE_OPTION = typer.Option(
-    None, "--bundle", help="Run an exported bundle instead of the PyTorch reference."
-)
-BACKEND_OPTION = typer.Option(
-    None, "--backend", help="Backend inside a bundle (default: the host's preferred one)."
-)
-PRECISION_OPTION = typer.Option(
-    None, "--precision", help="Precision inside a bundle (default: fp32 on CPU hosts)."
-)
-THREADS_OPTION = typer.Option(
-    None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
-)
-EXPECT_DIGEST_OPTION = typer.Option(
-    None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
-)
-OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace the contents of a non-empty --out.")
-
-
-def _runtime(
-    checkpoint: Path | None,
-    bundle: Path | None,
-    backend: Backend | None,
-    precision: Precision | None = None,
-    threads: int | None = None,
-    graphs: tuple[str, ...] = GRAPH_NAMES,
-    expect_digest: str | None = None,
-):
-    """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights.
-
-    Returns ``(runtime, provenance)``: provenance holds ``weights`` (one line),
-    ``weights_provenance`` (synthetic + salt, or checkpoint path + sha256) and, for a bundle,
-    ``bundle_digest``; it goes into summary.json.
-    """
-    if expect_digest is not None and bundle is None:
-        raise typer.BadParameter("--expect-digest pins a bundle: add --bundle")
-    if bundle is not None and checkpoint is not None:
-        raise typer.BadParameter("give --checkpoint or --bundle, not both")
-    if bundle is None and (backend is not None or precision is not None):
-        raise typer.BadParameter("--backend and --precision choose among a bundle's artifacts: add --bundle")
-    if bundle is not None:
-        from ..bundle import load_bundle
-        from ..runtime.loader import runtime_from_bundle
-
-        b = load_bundle(bundle)
-        b.check_digest(expect_digest)
-        w = b.weights
-        if w.get("source") == "synthetic":
-            _warn_synthetic(f"bundle {bundle} was exported from SYNTHETIC weights (salt {w.get('salt')})")
-        chosen = b.select(backend.value if backend else None, precision.value if precision else None)
-        b.require_graphs(*chosen, graphs=graphs)
-        if backend is None or precision is None:
-            console.print(
-                f"using {chosen[0]} {chosen[1]} from {bundle} "
-                f"(default for this host among {', '.join(f'{k} {v}' for k, v in _choices(b).items())}; "
-                "choose with --backend/--precision)",
-                markup=False,
-            )
-        kwargs = {"num_threads": threads} if threads and chosen[0] in ("onnx", "executorch") else {}
-        provenance = {
-            "weights": f"bundle {bundle} ({_weights_short(w)})",
-            "weights_provenance": w,
-            "bundle_digest": b.digest,
-        }
-        return runtime_from_bundle(b, backend=chosen[0], precision=chosen[1], **kwargs), provenance
-    from ..models import build_edgetam
-    from ..runtime.torch_runtime import TorchRuntime
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-    if checkpoint is None:
-        _warn_synthetic("no --checkpoint given: using SYNTHETIC weights (salt 0)")
-        w = {"source": "synthetic", "salt": 0}
-        return TorchRuntime(build_edgetam(None)), {
-            "weights": "synthetic weights (salt 0)",
-            "weights_provenance": w,
-        }
-    from ..fileio import file_sha256
-
-    runtime = TorchRuntime(build_edgetam(str(checkpoint)))
-    w = {"source": "checkpoint", "path": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint)}
-    return runtime, {"weights": f"checkpoint {checkpoint}", "weights_provenance": w}
-
-
-def _warn_synthetic(what: str) -> None:
-    console.print(
-        f"[bold yellow]WARNING: {escape(what)}. Masks are numerically meaningful but semantically "
-        "random; use the official checkpoint (--checkpoint edgetam.pt, or a bundle exported from it).[/]"
-    )
-
-
-def _weights_short(w: dict) -> str:
-    if w.get("source") == "synthetic":
-        return f"SYNTHETIC weights, salt {w.get('salt')}"
-    return f"checkpoint sha256 {str(w.get('sha256', '?'))[:16]}"
-
-
-def _choices(b) -> dict[str, list[str]]:
-    return {k: b.precisions(k) for k in b.backends}
-
-
-def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise typer.BadParameter(f"{what} {text!r}: expected comma-separated numbers") from None
-    if len(vals) not in n or not all(np.isfinite(vals)):
-        raise typer.BadParameter(f"{what} {text!r}: expected {' or '.join(map(str, n))} finite numbers")
-    return vals
-
-
-def _point(text: str) -> tuple[list[float], int]:
-    """``X,Y[,LABEL]`` -> ([x, y], label), checked by the one prompt validation the tracker uses."""
-    parts = text.split(",")
-    if len(parts) not in (2, 3):
-        raise typer.BadParameter(f"--point {text!r}: expected X,Y or X,Y,LABEL")
-    xy = _floats(",".join(parts[:2]), (2,), "--point")
-    label = 1
-    if len(parts) == 3:
-        try:
-            label = int(parts[2].strip())
-        except ValueError:
-            raise typer.BadParameter(
-                f"--point {text!r}: the label must be 0 (negative) or 1 (positive), got {parts[2]!r}"
-            ) from None
-    try:
-        validate_points([xy], [label], what=f"--point {text!r}")
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    return xy, label
 
 
 def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], frames: list[int]) -> list[dict]:
@@ -166,7 +35,9 @@ def _group_prompts(points: list[str], boxes: list[str], obj_ids: list[int], fram
 
     A single --obj-id or --frame applies to every prompt; otherwise give one per prompt.
     """
-    prompts = [("box", _floats(b, (4,), "--box")) for b in boxes] + [("point", _point(p)) for p in points]
+    prompts = [("box", parse_floats(b, (4,), "--box")) for b in boxes] + [
+        ("point", parse_point(p)) for p in points
+    ]
     if not prompts:
         raise typer.BadParameter("give at least one --point or --box")
 
@@ -245,7 +116,7 @@ def track(
                     "tracked): raise --max-frames or prompt an earlier frame"
                 )
             raise typer.BadParameter(f"--frame {g['frame']} is out of range: the video has {n} frames")
-    runtime, provenance = _runtime(
+    runtime, provenance = choose_runtime(
         checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
     )
     from ..tracker import Tracker
@@ -255,7 +126,7 @@ def track(
     session = tracker.init_video_session(video=frames)
     for g in groups:
         try:
-            with _prompt_warnings_as_lines():
+            with prompt_warnings_as_lines():
                 tracker.add_inputs_to_inference_session(
                     session,
                     frame_idx=g["frame"],
@@ -360,21 +231,6 @@ def track(
     )
 
 
-@contextlib.contextmanager
-def _prompt_warnings_as_lines():
-    """Show the library's prompt warnings (points outside the image) as one terminal line each."""
-    from ..tracker.prompts import PromptWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PromptWarning)
-        yield
-    for w in caught:
-        if issubclass(w.category, PromptWarning):
-            console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
 def _mask_path(out: Path, oid: int, t: int) -> Path:
     return out / "masks" / f"obj_{oid}" / f"{t:05d}.png"
 
@@ -385,122 +241,3 @@ def _overlay_from_masks(out: Path, video: Path, n: int, fps: float, obj_ids: lis
         for t, rgb in enumerate(iter_frames(video, n)):
             masks = np.stack([read_image(_mask_path(out, oid, t))[..., 0] > 127 for oid in obj_ids])
             writer.write(overlay_masks(rgb, masks))
-
-
-@app.command()
-@user_errors
-def segment(
-    image: Path = typer.Argument(..., help="Image file."),
-    point: list[str] = typer.Option([], "--point", help="Click X,Y[,LABEL] in image pixels. Repeatable."),
-    box: str | None = typer.Option(None, "--box", help="Box X0,Y0,X1,Y1 in image pixels."),
-    checkpoint: Path | None = CHECKPOINT_OPTION,
-    bundle: Path | None = BUNDLE_OPTION,
-    backend: Backend | None = BACKEND_OPTION,
-    precision: Precision | None = PRECISION_OPTION,
-    threads: int | None = THREADS_OPTION,
-    expect_digest: str | None = EXPECT_DIGEST_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
-    out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
-    auto: bool = typer.Option(False, "--auto", help="Segment everything (automatic mask generation)."),
-    points_per_side: int = typer.Option(32, help="--auto: grid points per side."),
-    points_per_batch: int = typer.Option(64, help="--auto: prompts per decoder batch."),
-    pred_iou_thresh: float = typer.Option(0.88, help="--auto: keep masks with predicted IoU above this."),
-    stability_score_thresh: float = typer.Option(0.95, help="--auto: keep masks with stability above this."),
-    crops_n_layers: int = typer.Option(0, help="--auto: crop layers (0 = whole image only)."),
-    min_mask_region_area: int = typer.Option(0, help="--auto: remove islands/holes below this area."),
-) -> None:
-    """Segment one object in IMAGE (mask.png, candidates, summary.json), or everything with --auto (masks/, overlay.png, masks.json)."""
-    try:
-        img = read_image(image)
-    except VideoError as e:
-        raise typer.BadParameter(str(e), param_hint="IMAGE") from None
-    if auto:
-        from ..automask import AutoMaskOptions
-        from .automask_out import write_auto_masks
-
-        if point or box:
-            raise typer.BadParameter("--auto takes no --point/--box")
-        try:
-            opts = AutoMaskOptions(
-                points_per_crop=points_per_side,
-                points_per_batch=points_per_batch,
-                pred_iou_thresh=pred_iou_thresh,
-                stability_score_thresh=stability_score_thresh,
-                crops_n_layers=crops_n_layers,
-                min_mask_region_area=min_mask_region_area,
-            )
-        except ValueError as e:
-            raise typer.BadParameter(str(e)) from None
-        runtime, provenance = _runtime(
-            checkpoint,
-            bundle,
-            backend,
-            precision,
-            threads,
-            graphs=("image_encoder", "prompt_decoder"),
-            expect_digest=expect_digest,
-        )
-        prepare_out(out, overwrite)
-        summary = write_auto_masks(runtime, img, image, provenance["weights"], out, opts)
-        console.print(f"{len(summary['masks'])} masks in {summary['seconds']:.1f} s -> {out}")
-        return
-    pts = [_point(p) for p in point]
-    bx = _floats(box, (4,), "--box") if box else None
-    if not pts and bx is None:
-        raise typer.BadParameter("give at least one --point or --box")
-    runtime, provenance = _runtime(
-        checkpoint,
-        bundle,
-        backend,
-        precision,
-        threads,
-        graphs=("image_encoder", "prompt_decoder"),
-        expect_digest=expect_digest,
-    )
-    from ..image_segmentation import segment_image
-
-    prompt = {
-        "points": [xy for xy, _ in pts],
-        "labels": [label for _, label in pts],
-        "box": bx,
-    }
-    with _prompt_warnings_as_lines():
-        res = segment_image(
-            runtime,
-            img,
-            points=prompt["points"] or None,
-            labels=prompt["labels"] or None,
-            box=np.array(bx, np.float32) if bx else None,
-        )
-    prepare_out(out, overwrite)
-    write_png(out / "mask.png", (res.mask > 0).astype(np.uint8) * 255)
-    marked = mark_prompts(
-        overlay_masks(img, (res.mask > 0)[None]),
-        np.array(prompt["points"], np.float32).reshape(-1, 2),
-        prompt["labels"],
-        bx,
-    )
-    write_png(out / "overlay.png", marked)
-    for k in range(res.candidates.shape[0]):
-        write_png(out / "candidates" / f"mask_{k}.png", (res.candidates[k] > 0).astype(np.uint8) * 255)
-    d = res.decision
-    write_json_atomic(
-        out / "summary.json",
-        {
-            "image": str(image),
-            "size_hw": list(img.shape[:2]),
-            "prompt": prompt,
-            **provenance,
-            "runtime": runtime.name,
-            "backend": getattr(runtime, "backend", "pytorch"),
-            "precision": getattr(runtime, "precision", "fp32"),
-            "candidate_ious": [float(v) for v in res.candidate_ious],
-            "multimask": d.multimask,
-            "chosen_mask": d.chosen,
-            "iou": d.iou,
-            "object_score_logit": d.obj_score,
-            "stability": d.stability,
-            "foreground_fraction": float((res.mask > 0).mean()),
-        },
-    )
-    console.print(f"mask {d.chosen} (IoU {d.iou:.3f}, object score {d.obj_score:+.2f}) -> {out}")

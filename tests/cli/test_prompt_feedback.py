@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import edgetam_export.cli.track as track_cli
+import edgetam_export.cli.segment as segment_cli
 from edgetam_export.cli import app
 from edgetam_export.image_segmentation import segment_image
 from edgetam_export.testing import procedural_frame
@@ -54,7 +54,7 @@ def test_points_outside_the_image_warn_in_python(fake):
 
 
 def test_segment_warns_records_and_marks_the_prompt(fake, image, tmp_path, monkeypatch):
-    monkeypatch.setattr(track_cli, "_runtime", lambda *a, **k: (fake, {"weights": "fake"}))
+    monkeypatch.setattr(segment_cli, "choose_runtime", lambda *a, **k: (fake, {"weights": "fake"}))
     out = tmp_path / "seg"
     args = ["segment", str(image), "--point", "40,50", "--point", "90,20,0", "--box", "10,10,100,120"]
     r = runner.invoke(app, [*args, "--point", "500,50", "--out", str(out)])

@@ -37,7 +37,9 @@ def parts():
 @pytest.fixture
 def streaming_only(monkeypatch, parts):
     """A fast fake runtime; decoding the whole video into memory fails; record frames held and bank size."""
-    monkeypatch.setattr(track_cli, "_runtime", lambda *a, **k: (FakeRuntime(*parts), {"weights": "fake"}))
+    monkeypatch.setattr(
+        track_cli, "choose_runtime", lambda *a, **k: (FakeRuntime(*parts), {"weights": "fake"})
+    )
 
     def no_whole_video(*a, **k):
         raise AssertionError("track decoded the whole video into memory")
