@@ -19,6 +19,7 @@ from edgetam_export.bundle import (
     load_bundle,
     write_bundle,
 )
+from edgetam_export.bundle.manifest import default_choice
 from edgetam_export.fileio import file_sha256 as sha256_file
 from edgetam_export.runtime.base import MissingBackendError, Runtime
 from edgetam_export.runtime.loader import runtime_from_bundle
@@ -157,8 +158,8 @@ def test_load_bundle_roundtrip(toy_bundle):
     np.testing.assert_array_equal(b.constants["no_obj_ptr"], np.arange(4, dtype=np.float32))
     assert b.constants["bias"].dtype == np.float32
     assert b.select("onnx") == ("onnx", "fp32")
-    with pytest.raises(BundleError, match="choose one with backend="):
-        b.select()
+    # no choice given: the host default among what the bundle holds (issue 9: bundle.default_choice)
+    assert b.select() == default_choice({"executorch": ["fp32"], "onnx": ["fp32"]})
     with pytest.raises(BundleError, match="no 'coreml' artifacts"):
         b.select("coreml")
     with pytest.raises(BundleError, match="no onnx artifacts at 'fp16'"):
@@ -290,10 +291,10 @@ def test_runtimes_from_bundle(toy_bundle, backend, precision, rtol):
 
 def test_runtime_selection_errors(toy_bundle):
     onnx_b, both, _ = toy_bundle
-    with pytest.raises(BundleError, match="choose one with backend="):
-        runtime_from_bundle(both.root)
-    with pytest.raises(BundleError, match="choose one with precision="):
-        runtime_from_bundle(onnx_b.root)
+    # without a choice the runtime opens the host default (not an error since issue 9)
+    default = default_choice({"executorch": ["fp32"], "onnx": ["fp32"]})
+    assert runtime_from_bundle(both.root).backend == default[0]
+    assert runtime_from_bundle(onnx_b.root).precision == default_choice({"onnx": ["fp16", "fp32"]})[1]
     assert runtime_from_bundle(onnx_b.root, precision="fp16").precision == "fp16"
     with pytest.raises(BundleError, match="no 'coreml' artifacts"):
         runtime_from_bundle(both.root, backend="coreml")
