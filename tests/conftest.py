@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgetam_export.testing import procedural_video
+from edgetam_export.procedural import procedural_video
 from edgetam_export.tracker import Tracker
 from edgetam_export.verify.parity import ParityRecorder
 
@@ -49,7 +49,8 @@ def synthetic_sd():
 @pytest.fixture(scope="session")
 def frame_tensor():
     """``frame_tensor(t)`` -> (1, 3, 1024, 1024) float32 preprocessed procedural frame t."""
-    from edgetam_export.testing import preprocess, procedural_frame
+    from edgetam_export.preprocessing import preprocess
+    from edgetam_export.procedural import procedural_frame
 
     cache: dict[int, torch.Tensor] = {}
 

@@ -19,7 +19,7 @@ from edgetam_export.automask import (
     stability_scores,
 )
 from edgetam_export.cli import app
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.verify.metrics import compare
 from edgetam_export.verify.tolerances import tolerance
 

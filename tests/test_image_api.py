@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgetam_export.image_api import PAD_LOGIT, EdgeTamImageModel, post_process_masks
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.verify.metrics import compare
 from edgetam_export.verify.tolerances import tolerance
 

@@ -5,7 +5,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from edgetam_export.testing import preprocess, procedural_frame, shape_masks, visible_masks
+from edgetam_export import testing
+from edgetam_export.preprocessing import preprocess
+from edgetam_export.procedural import procedural_frame, shape_masks, visible_masks
 
 
 @pytest.mark.parametrize("t", [0, 1, 5, 11])
@@ -42,3 +44,9 @@ def test_bad_inputs():
         preprocess(np.zeros((1024, 1024, 3), np.float32))
     with pytest.raises(ValueError, match=">= 0"):
         shape_masks(-1)
+
+
+def test_testing_module_keeps_its_public_names():
+    """``edgetam_export.testing`` is kept as a re-export for code written against the old layout."""
+    assert testing.procedural_frame is procedural_frame and testing.preprocess is preprocess
+    assert testing.IMAGE_SIZE == 1024 and testing.visible_masks is visible_masks

@@ -29,7 +29,7 @@ def test_expect_digest_needs_a_bundle(tmp_path):
     from typer.testing import CliRunner
 
     from edgetam_export.cli import app
-    from edgetam_export.testing import procedural_frame
+    from edgetam_export.procedural import procedural_frame
     from edgetam_export.video import write_png
 
     write_png(tmp_path / "x.png", procedural_frame(0))

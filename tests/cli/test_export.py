@@ -85,7 +85,7 @@ def test_verify_passes_and_writes_json(cli_bundle, tmp_path):
 
 def test_verify_fails_outside_tolerance(cli_bundle, tmp_path, monkeypatch):
     """A tolerance no real backend meets makes verify exit 1 and the JSON say which tensor failed."""
-    from edgetam_export import tolerances
+    from edgetam_export.verify import tolerances
 
     out, _ = cli_bundle
     strict = dict(tolerances.TOLERANCES[("onnx", "fp32")])
@@ -105,7 +105,7 @@ def test_verify_tracks_clip_and_fails_on_it(exported_bundles, tmp_path, monkeypa
     """On a bundle with all four graphs, verify also tracks a 3-frame, 2-object clip against the
     PyTorch tracker (rows ``tracker``); a mask-IoU bound no backend meets fails exactly the
     mask rows (their logits stay within tolerance) and makes verify exit 1."""
-    from edgetam_export import tolerances
+    from edgetam_export.verify import tolerances
 
     monkeypatch.setitem(tolerances.MASK_IOU, ("onnx", "fp32"), 1.5)
     report = tmp_path / "report.json"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import edgetam_export.cli.segment as segment_cli
 from edgetam_export.cli import app
 from edgetam_export.image_segmentation import segment_image
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.tracker import Tracker
 from edgetam_export.tracker.prompts import PromptWarning
 from edgetam_export.video import write_video

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgetam_export.cli import app
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.video import read_video, write_video
 
 runner = CliRunner()

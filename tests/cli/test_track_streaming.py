@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import edgetam_export.cli.track as track_cli
 import edgetam_export.video as video_mod
 from edgetam_export.cli import app
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.video import LazyVideo, iter_frames, write_video
 from tests.tracker.fake_runtime import FakeRuntime
 

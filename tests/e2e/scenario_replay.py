@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetam_export.testing import procedural_video, visible_masks
+from edgetam_export.procedural import procedural_video, visible_masks
 from edgetam_export.verify.metrics import mask_iou
 from edgetam_export.verify.tolerances import MASK_IOU
 

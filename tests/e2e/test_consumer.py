@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.verify.metrics import mask_iou
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -33,7 +33,8 @@ def test_scenario_matches_official(name, parity):
 
 
 def test_salt1_image_features(parity):
-    from edgetam_export.testing import preprocess, procedural_frame
+    from edgetam_export.preprocessing import preprocess
+    from edgetam_export.procedural import procedural_frame
 
     sc = SCENARIOS["salt1_image"]
     arrays = load_arrays("salt1_image")

@@ -81,8 +81,8 @@ def test_image_model_outputs_match_the_image_api(hf, synthetic_sd):
 
     from edgetam_export.image_api import EdgeTamImageModel
     from edgetam_export.preprocessing import preprocess
+    from edgetam_export.procedural import procedural_frame
     from edgetam_export.runtime.torch_runtime import TorchRuntime
-    from edgetam_export.testing import procedural_frame
     from edgetam_export.verify.metrics import compare
     from edgetam_export.verify.tolerances import tolerance
 

@@ -1,4 +1,4 @@
-"""Host-side decision logic (edgetam_export.decisions): multimask, dynamic stability, gating."""
+"""Host-side decision logic (edgetam_export.tracker.decisions): multimask, dynamic stability, gating."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.tracker import Tracker
 from edgetam_export.tracker.editing import STREAM_KEEP, prune_video
 from edgetam_export.tracker.session import NONCOND

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from edgetam_export.testing import procedural_frame
+from edgetam_export.procedural import procedural_frame
 from edgetam_export.tracker import Tracker
 from edgetam_export.tracker.prompts import validate_box, validate_points
 from tests.tracker.fake_runtime import FakeRuntime

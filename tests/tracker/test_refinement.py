@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetam_export.testing import procedural_video
+from edgetam_export.procedural import procedural_video
 from edgetam_export.tracker import Tracker
 
 NEG, POS = [[[[300, 420]]]], [[[[250, 360]]]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgetam_export.testing import procedural_frame, procedural_video
+from edgetam_export.procedural import procedural_frame, procedural_video
 from edgetam_export.tracker import Tracker
 from edgetam_export.tracker.bank import MemoryEntry, assemble_bank
 from edgetam_export.verify.metrics import mask_iou
