@@ -15,7 +15,7 @@ from ..models.constants import GRAPH_NAMES
 from ..tracker.prompts import validate_points
 from .options import Backend, Precision
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never hard-wrap: messages are read and grepped whole
 
 # Options shared by track and segment (one definition each).
 CHECKPOINT_OPTION = typer.Option(
