@@ -72,23 +72,11 @@ def segment(
             )
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
-        runtime, provenance = choose_runtime(
-            checkpoint,
-            bundle,
-            backend,
-            precision,
-            threads,
-            graphs=("image_encoder", "prompt_decoder"),
-            expect_digest=expect_digest,
-        )
-        prepare_out(out, overwrite)
-        summary = write_auto_masks(runtime, img, image, provenance["weights"], out, opts)
-        console.print(f"{len(summary['masks'])} masks in {summary['seconds']:.1f} s -> {out}")
-        return
-    pts = [parse_point(p) for p in point]
-    bx = parse_floats(box, (4,), "--box") if box else None
-    if not pts and bx is None:
-        raise typer.BadParameter("give at least one --point or --box")
+    else:
+        pts = [parse_point(p) for p in point]
+        bx = parse_floats(box, (4,), "--box") if box else None
+        if not pts and bx is None:
+            raise typer.BadParameter("give at least one --point or --box")
     runtime, provenance = choose_runtime(
         checkpoint,
         bundle,
@@ -98,6 +86,11 @@ def segment(
         graphs=("image_encoder", "prompt_decoder"),
         expect_digest=expect_digest,
     )
+    if auto:
+        prepare_out(out, overwrite)
+        summary = write_auto_masks(runtime, img, image, provenance["weights"], out, opts)
+        console.print(f"{len(summary['masks'])} masks in {summary['seconds']:.1f} s -> {out}")
+        return
     from ..image_segmentation import segment_image
 
     prompt = {
