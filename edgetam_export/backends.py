@@ -1,9 +1,14 @@
-"""Backend names, precisions and Core ML compute units: the one list each, shared by exporters, runtimes and the CLI."""
+"""Backend names, precisions (float and quantized) and Core ML compute units: the one list each, shared by exporters, runtimes and the CLI."""
 
 from __future__ import annotations
 
 BACKENDS = ("onnx", "executorch", "coreml")
-PRECISIONS = ("fp32", "fp16")
+# Every precision an artifact can have: float compute (fp32, fp16) or quantized (int8: everything
+# quantizable quantized; mixed: a per-graph recipe keeps the sensitive parts float). All keep
+# float32 graph inputs/outputs, so the contracts and runtimes are the same for every precision.
+PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+FLOAT_PRECISIONS = ("fp32", "fp16")
+QUANTIZED_PRECISIONS = ("int8", "mixed")
 
 # Core ML compute units: our option name -> coremltools.ComputeUnit member name.
 COREML_COMPUTE_UNITS = {

@@ -5,7 +5,7 @@ Installed as ``edgetam_export.exporters``. Entry points: :func:`get_exporter`,
 :mod:`edgetam_export.bundle`.
 """
 
-from ..backends import PRECISIONS, MissingBackendError
+from ..backends import FLOAT_PRECISIONS, PRECISIONS, QUANTIZED_PRECISIONS, MissingBackendError
 from ..models.precision import fp16_compute
 from .base import (
     ArtifactReport,
@@ -17,7 +17,9 @@ from .base import (
 )
 
 __all__ = [
+    "FLOAT_PRECISIONS",
     "PRECISIONS",
+    "QUANTIZED_PRECISIONS",
     "ArtifactReport",
     "ExportError",
     "Exporter",

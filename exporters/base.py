@@ -3,7 +3,9 @@
 An :class:`Exporter` turns one :class:`~edgetam_export.models.contracts.ExportModule`
 (``forward(*inputs)`` in contract order, batch 1, float32 tensors) into one artifact file
 (or package directory) whose graph inputs and outputs carry the contract's names, shapes
-and float32 dtypes, at ``fp32`` or ``fp16`` compute precision.
+and float32 dtypes, at ``fp32`` or ``fp16`` compute precision, or quantized (``int8``,
+``mixed``) following a :class:`~edgetam_export.exporters.quantization.Recipe`'s per-graph
+:class:`~edgetam_export.exporters.quantization.GraphQuant` with calibration inputs.
 
 Plugins register themselves with :func:`register_exporter`. The built-in plugins
 (``onnx``, ``executorch``, ``coreml``) are imported lazily by :func:`get_exporter`, and a
@@ -24,9 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..backends import BACKENDS, PRECISIONS, MissingBackendError
+from ..backends import BACKENDS, PRECISIONS, QUANTIZED_PRECISIONS, MissingBackendError
 from ..fileio import path_size, remove_path, replace_path
 from ..models.contracts import Contract, ExportModule
+from .quantization import GraphQuant, Recipe
 
 # name -> module that registers it on import (built-ins; third-party plugins may call
 # register_exporter themselves or expose an ``edgetam_export.exporters`` entry point).
@@ -66,14 +69,17 @@ class Exporter(ABC):
 
     Class attributes: ``name`` (registry key and bundle subfolder), ``suffix`` (artifact
     extension, e.g. ``.onnx``), ``default_precision``, ``requirements`` (``{import name:
-    pip requirement}`` checked before exporting). Constructor keyword arguments are backend
-    options (validated by the plugin) and are recorded in bundle manifests via :meth:`options`.
+    pip requirement}`` checked before exporting), ``recipes`` (``{name: Recipe}``, the
+    quantization recipes; empty for float-only plugins). Constructor keyword arguments are
+    backend options (validated by the plugin) and are recorded in bundle manifests via
+    :meth:`options`.
     """
 
     name: ClassVar[str]
     suffix: ClassVar[str]
     default_precision: ClassVar[str] = "fp32"
     requirements: ClassVar[dict[str, str]] = {}
+    recipes: ClassVar[dict[str, Recipe]] = {}
 
     def __init__(self, **options):
         if options:
@@ -116,16 +122,30 @@ class Exporter(ABC):
         path: str | os.PathLike,
         precision: str | None = None,
         metadata: dict[str, str] | None = None,
+        *,
+        calibration: list[tuple] | None = None,
+        quant: GraphQuant | None = None,
     ) -> ArtifactReport:
         """Export ``module`` to ``path`` (must end with :attr:`suffix`) at ``precision``.
 
         The artifact is built under a temporary name next to ``path`` and renamed into place,
         so ``path`` is either the previous artifact or the complete new one. ``metadata``
         (string pairs) is embedded where the format supports it.
+
+        Quantized precisions (``int8``, ``mixed``) need ``quant`` (this graph's
+        :class:`GraphQuant` from the recipe) and ``calibration`` (this graph's input tuples in
+        contract order, float32, batch 1; may be empty for weight-only schemes); both go to
+        :meth:`_export`. Float precisions call ``_export`` without them, so float-only plugins
+        stay valid.
         """
         precision = precision or self.default_precision
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        quantized = precision in QUANTIZED_PRECISIONS
+        if quantized and quant is None:
+            raise ValueError(f"{precision} export needs quant= (the graph's GraphQuant from a recipe)")
+        if not quantized and (quant is not None or calibration):
+            raise ValueError(f"quant=/calibration= apply to {QUANTIZED_PRECISIONS}, not {precision}")
         contract = getattr(module, "contract", None)
         if not isinstance(contract, Contract):
             raise TypeError(f"expected an ExportModule with a .contract, got {type(module).__name__}")
@@ -142,7 +162,17 @@ class Exporter(ABC):
                 # torch.export / coremltools / executorch emit deprecation noise on every call.
                 warnings.simplefilter("ignore", FutureWarning)
                 warnings.simplefilter("ignore", DeprecationWarning)
-                notes = self._export(module, tmp, precision, dict(metadata or {}))
+                if quantized:
+                    notes = self._export(
+                        module,
+                        tmp,
+                        precision,
+                        dict(metadata or {}),
+                        calibration=list(calibration or []),
+                        quant=quant,
+                    )
+                else:
+                    notes = self._export(module, tmp, precision, dict(metadata or {}))
             seconds = time.perf_counter() - t0
             replace_path(tmp, path)
         except MissingBackendError:
@@ -163,8 +193,23 @@ class Exporter(ABC):
         )
 
     @abstractmethod
-    def _export(self, module: ExportModule, path: Path, precision: str, metadata: dict[str, str]) -> dict:
-        """Write the artifact to ``path``; return notes (JSON-serialisable) for the report."""
+    def _export(
+        self,
+        module: ExportModule,
+        path: Path,
+        precision: str,
+        metadata: dict[str, str],
+        *,
+        calibration: list[tuple] | None = None,
+        quant: GraphQuant | None = None,
+    ) -> dict:
+        """Write the artifact to ``path``; return notes (JSON-serialisable) for the report.
+
+        For quantized precisions it is called with keyword arguments ``calibration`` and
+        ``quant`` (see :meth:`export`); its notes then include ``"quant_scheme"``, what was kept
+        float, and may include ``"accuracy"`` (``{"cosine", "rel_max_abs"}`` of the worst output
+        against the float32 module on a calibration sample), copied into the manifest.
+        """
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:

@@ -7,6 +7,10 @@
   :func:`~edgetam_export.models.precision.fp16_compute`): weights and compute are fp16 except
   LayerNorms (fp32 islands, overflow-safe), graph I/O stays float32 so the contract holds. (onnxruntime's ``float16`` converter is not used:
   on dynamo-exported graphs it produces models that fail ``onnx.checker``.)
+* ``int8`` / ``mixed``: the float32 graph is exported as above, then quantized per graph by
+  the recipe's :class:`~edgetam_export.exporters.quantization.GraphQuant` with
+  ``onnxruntime.quantization`` (:mod:`edgetam_export.exporters.onnx_quant`: static QDQ int8 with
+  calibration, or dynamic int8); graph I/O stays float32 and the result passes the same checks.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import ClassVar
 from ..models.contracts import Contract, ExportModule
 from ..models.precision import fp16_compute
 from .base import Exporter, register_exporter
+from .onnx_quant import RECIPES, output_accuracy, quantize_onnx
+from .quantization import GraphQuant, Recipe
 
 _ONNX_DTYPES = {"float32": 1, "uint8": 2, "int32": 6, "float16": 10}
 
@@ -58,6 +64,7 @@ class OnnxExporter(Exporter):
     suffix = ".onnx"
     default_precision = "fp32"
     requirements: ClassVar[dict[str, str]] = {"onnx": "onnx>=1.17", "onnxscript": "onnxscript>=0.2"}
+    recipes: ClassVar[dict[str, Recipe]] = RECIPES
 
     def __init__(self, opset: int = 18, optimize: bool = True):
         if int(opset) < 18:
@@ -68,7 +75,78 @@ class OnnxExporter(Exporter):
     def options(self) -> dict:
         return {"opset": self.opset, "optimize": self.optimize}
 
-    def _export(self, module: ExportModule, path: Path, precision: str, metadata: dict[str, str]) -> dict:
+    def _export(
+        self,
+        module: ExportModule,
+        path: Path,
+        precision: str,
+        metadata: dict[str, str],
+        *,
+        calibration: list[tuple] | None = None,
+        quant: GraphQuant | None = None,
+    ) -> dict:
+        import onnx
+
+        contract = module.contract
+        if quant is None:
+            return self._export_float(module, path, precision, metadata)
+        float_precision = quant.scheme if quant.is_float else "fp32"
+        meta = {**metadata, "quant_scheme": quant.scheme}
+        if quant.is_float:  # a graph the recipe keeps float: the same code path as fp32/fp16
+            notes = self._export_float(module, path, float_precision, meta, label=precision)
+            return {**notes, "quant_scheme": quant.scheme, "kept_float": "whole graph"}
+        fp = path.parent / f"{path.stem}.float.onnx"
+        try:
+            self._export_float(module, fp, "fp32", meta, label=precision)
+            qnotes = quantize_onnx(fp, path, quant, list(calibration or []), contract.input_names)
+            proto = onnx.load(str(path))
+            self._finish(proto, contract, meta, precision)
+            onnx.save_model(proto, str(path), save_as_external_data=False)
+            accuracy = (
+                output_accuracy(fp, path, contract.input_names, contract.output_names, calibration[-1])
+                if calibration
+                else None
+            )
+        finally:
+            fp.unlink(missing_ok=True)
+        ops = Counter(n.op_type for n in proto.graph.node)
+        return {
+            "opset": self.opset,
+            "nodes": sum(ops.values()),
+            "initializers": len(proto.graph.initializer),
+            "weights_dtype": "int8",
+            **qnotes,
+            **({"accuracy": accuracy} if accuracy else {}),
+        }
+
+    def _finish(self, proto, contract: Contract, metadata: dict[str, str], precision: str) -> None:
+        """Contract docs + metadata on ``proto``, then the contract and ``onnx.checker`` checks."""
+        import onnx
+
+        docs = {s.name: s.description for s in (*contract.inputs, *contract.outputs)}
+        for v in (*proto.graph.input, *proto.graph.output):
+            v.doc_string = docs.get(v.name, "")
+        proto.doc_string = contract.description
+        proto.producer_name = "edgetam-export"
+        del proto.metadata_props[:]
+        for k, v in sorted({**metadata, "graph": contract.name, "precision": precision}.items()):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(k), str(v)
+        external = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        if external:
+            raise ValueError(f"initializers stored as external data: {external[:5]}")
+        check_onnx_against_contract(proto, contract)
+        onnx.checker.check_model(proto, full_check=True)
+
+    def _export_float(
+        self,
+        module: ExportModule,
+        path: Path,
+        precision: str,
+        metadata: dict[str, str],
+        label: str | None = None,
+    ) -> dict:
+        """The dynamo export at ``precision`` (fp32/fp16) to ``path``; ``label`` is the recorded precision."""
         import onnx
         import torch
 
@@ -90,20 +168,7 @@ class OnnxExporter(Exporter):
                 verbose=False,
             )
         proto = program.model_proto
-        docs = {s.name: s.description for s in (*contract.inputs, *contract.outputs)}
-        for v in (*proto.graph.input, *proto.graph.output):
-            v.doc_string = docs.get(v.name, "")
-        proto.doc_string = contract.description
-        proto.producer_name = "edgetam-export"
-        del proto.metadata_props[:]
-        for k, v in sorted({**metadata, "graph": contract.name, "precision": precision}.items()):
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = str(k), str(v)
-        external = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-        if external:
-            raise ValueError(f"initializers stored as external data: {external[:5]}")
-        check_onnx_against_contract(proto, contract)
-        onnx.checker.check_model(proto, full_check=True)
+        self._finish(proto, contract, metadata, label or precision)
         onnx.save_model(proto, str(path), save_as_external_data=False)
         ops = Counter(n.op_type for n in proto.graph.node)
         return {

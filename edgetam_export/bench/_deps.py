@@ -10,6 +10,7 @@ from ..models.contracts import Contract
 from ..procedural import procedural_frame
 from ..runtime.base import Runtime
 from ..runtime.loader import runtime_from_bundle
+from ..runtime.recording import RecordingRuntime
 from ..tracker import Tracker
 from ..verify.bundle_check import OUTPUT_KINDS, reference_runtime
 from ..verify.metrics import compare
@@ -21,6 +22,7 @@ __all__ = [
     "BundleError",
     "Contract",
     "MissingBackendError",
+    "RecordingRuntime",
     "Runtime",
     "Tracker",
     "bundle_digest",

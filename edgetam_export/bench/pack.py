@@ -27,6 +27,7 @@ from ._deps import (
     OUTPUT_KINDS,
     Bundle,
     BundleError,
+    RecordingRuntime,
     Runtime,
     Tracker,
     bundle_digest,
@@ -75,31 +76,6 @@ class Capture:
     frames: list[dict] = field(default_factory=list)
     graph_benchmarks: dict[str, str] = field(default_factory=dict)
     bank: dict = field(default_factory=dict)
-
-
-class RecordingRuntime(Runtime):
-    """Proxy that runs another runtime and records every call of the current frame.
-
-    ``log`` is a list of ``(graph, feeds, outputs)`` since the last :meth:`clear`.
-    """
-
-    def __init__(self, inner: Runtime):
-        self.inner = inner
-        self.name = inner.name
-        self.contracts = inner.contracts
-        self.constants = inner.constants
-        self.options = inner.options
-        self.log: list[tuple[str, dict, dict]] = []
-
-    def clear(self) -> None:
-        self.log = []
-
-    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = self.inner.run(graph, feeds)
-        self.log.append(
-            (graph, {k: v.copy() for k, v in feeds.items()}, {k: v.copy() for k, v in outs.items()})
-        )
-        return outs
 
 
 def _name_calls(case: str, log: list[tuple[str, dict, dict]]) -> list[Call]:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import PRECISIONS
+from ..backends import PRECISIONS, QUANTIZED_PRECISIONS
 from ..exporters.base import ArtifactReport, Exporter, get_exporter
+from ..exporters.quantization import Calibration, Recipe, resolve_recipe
 from ..fileio import clean_stale_temps, file_sha256, replace_path, temp_sibling, write_json_atomic
 from ..models.contracts import ExportModule
 from ..models.submodules import SUBMODULE_NAMES, export_options, export_submodules
@@ -37,6 +38,9 @@ from .reference import build_reference
 
 # Progress callback: (backend, graph, precision, report or None when the export starts).
 Progress = Callable[[str, str, str, ArtifactReport | None], None]
+# Calibration callback: (all four modules, host constants, export options) -> Calibration
+# (edgetam_export.calibration.calibrator builds one; the bundle layer cannot run a tracker).
+Calibrate = Callable[[Mapping[str, ExportModule], Mapping[str, np.ndarray], dict], Calibration]
 
 
 def _normalise_precisions(exporters: Sequence[Exporter], precisions: Sequence[str] | None) -> dict:
@@ -48,6 +52,33 @@ def _normalise_precisions(exporters: Sequence[Exporter], precisions: Sequence[st
                 raise ValueError(f"precision must be one of {PRECISIONS}, got {p!r}")
         out[e.name] = ps
     return out
+
+
+def plan_recipes(
+    exporters: Sequence[Exporter | str], precisions: Sequence[str] | None, recipe: str | None = None
+) -> dict[str, dict[str, Recipe]]:
+    """``{backend: {quantized precision: Recipe}}`` for the planned export (raises ``ValueError``, one
+    line, for an unknown recipe name or a backend without recipes). ``recipe`` None: each
+    precision's default recipe (named like the precision)."""
+    qs = [p for p in dict.fromkeys(precisions or []) if p in QUANTIZED_PRECISIONS]
+    if recipe is not None and not qs:
+        raise ValueError(f"--recipe {recipe} applies to --precision {' or '.join(QUANTIZED_PRECISIONS)}")
+    names = [e if isinstance(e, str) else e.name for e in exporters]
+    return {b: {p: resolve_recipe(b, p, recipe) for p in qs} for b in names}
+
+
+def _quant_entry(recipe: Recipe, calibration: Calibration | None, reports: dict[str, ArtifactReport]) -> dict:
+    """The manifest's ``backends[b]["quantization"][precision]`` entry (graphs: those exported now)."""
+    return {
+        "recipe": recipe.name,
+        "description": recipe.description,
+        "graphs": {g: recipe.graphs[g].scheme for g in reports},
+        "calibration": {
+            "source": calibration.source if calibration is not None else "none",
+            "samples": {g: len(calibration.samples.get(g, [])) if calibration else 0 for g in reports},
+        },
+        "accuracy": {g: r.notes["accuracy"] for g, r in reports.items() if "accuracy" in r.notes},
+    }
 
 
 def _prepare_target(out: Path) -> None:
@@ -68,6 +99,8 @@ def write_bundle(
     precisions: Sequence[str] | None = None,
     progress: Progress | None = None,
     keep: Bundle | None = None,
+    calibration: Calibration | None = None,
+    recipe: str | None = None,
 ) -> Bundle:
     """Export every module with every exporter and write a bundle to ``out`` atomically.
 
@@ -84,6 +117,9 @@ def write_bundle(
         keep: an existing bundle (same weights and options, see :func:`mergeable_bundle`) whose
             artifacts this export does not replace are copied into the new bundle, so exporting
             some graphs into a bundle adds them instead of dropping the others.
+        calibration: per-graph input tuples for the quantized precisions (``int8``, ``mixed``).
+        recipe: the recipe name for the quantized precisions (None: the one named like the
+            precision); recorded with the calibration source in ``backends[b]["quantization"]``.
 
     Returns the verified :class:`Bundle` (as :func:`load_bundle` reads it back).
     """
@@ -97,6 +133,9 @@ def write_bundle(
     for e in exporters:
         e.check_available()
     plan = _normalise_precisions(exporters, precisions)
+    recipes = plan_recipes(exporters, [p for ps in plan.values() for p in ps], recipe)
+    if any(recipes.values()) and calibration is None:
+        raise ValueError("quantized precisions need calibration data (edgetam_export.calibration.calibrator)")
     _prepare_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out.parent, name=out.name)  # left by a killed export into the same folder
@@ -121,20 +160,35 @@ def write_bundle(
                 else:
                     shutil.copy2(src, dst)
                 artifacts.append(dict(a))
+        quantization: dict[str, dict] = {}
         for e in exporters:
             for precision in plan[e.name]:
+                rcp = recipes[e.name].get(precision)
+                reports: dict[str, ArtifactReport] = {}
                 for graph, module in modules.items():
                     if progress:
                         progress(e.name, graph, precision, None)
                     rel = f"{e.name}/{e.artifact_name(graph, precision)}"
-                    report = e.export(
-                        module, tmp / rel, precision, metadata=_artifact_metadata(weights, graph)
-                    )
+                    metadata = _artifact_metadata(weights, graph)
+                    if rcp is None:
+                        report = e.export(module, tmp / rel, precision, metadata=metadata)
+                    else:
+                        report = e.export(
+                            module,
+                            tmp / rel,
+                            precision,
+                            metadata={**metadata, "quant_recipe": rcp.name},
+                            calibration=calibration.samples.get(graph, []),
+                            quant=rcp.graphs[graph],
+                        )
+                    reports[graph] = report
                     entry = report.as_dict()
                     entry["path"] = rel
                     artifacts.append(entry)
                     if progress:
                         progress(e.name, graph, precision, report)
+                if rcp is not None:
+                    quantization.setdefault(e.name, {})[precision] = _quant_entry(rcp, calibration, reports)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -155,7 +209,12 @@ def write_bundle(
             "backends": _merged_backends(
                 keep,
                 {
-                    e.name: {"options": e.options(), "precisions": plan[e.name], "suffix": e.suffix}
+                    e.name: {
+                        "options": e.options(),
+                        "precisions": plan[e.name],
+                        "suffix": e.suffix,
+                        **({"quantization": quantization[e.name]} if e.name in quantization else {}),
+                    }
                     for e in exporters
                 },
             ),
@@ -178,17 +237,43 @@ def _merged_backends(keep: Bundle | None, new: dict) -> dict:
     for b, info in new.items():
         old = out.get(b, {}).get("precisions", [])
         merged = [p for p in PRECISIONS if p in old or p in info["precisions"]]
-        out[b] = {**info, "precisions": merged}
+        quant = {p: q for p, q in out.get(b, {}).get("quantization", {}).items() if p in merged}
+        for p, q in info.get("quantization", {}).items():
+            prev = quant.get(p)
+            if prev is None or set(prev["graphs"]) <= set(q["graphs"]):
+                quant[p] = q
+            elif prev["recipe"] != q["recipe"]:
+                raise BundleError(
+                    f"the bundle's {b} {p} graphs {sorted(prev['graphs'])} were made with recipe "
+                    f"{prev['recipe']!r}, not {q['recipe']!r}; export all four graphs at {p} with one recipe"
+                )
+            else:  # the same recipe on more graphs: add them
+                quant[p] = {
+                    **q,
+                    "graphs": {**prev["graphs"], **q["graphs"]},
+                    "calibration": {
+                        "source": q["calibration"]["source"],
+                        "samples": {**prev["calibration"]["samples"], **q["calibration"]["samples"]},
+                    },
+                    "accuracy": {**prev.get("accuracy", {}), **q.get("accuracy", {})},
+                }
+        out[b] = {**info, "precisions": merged, **({"quantization": quant} if quant else {})}
     return out
 
 
-def mergeable_bundle(out: Path, graphs: Sequence[str], weights: dict, options: dict) -> Bundle | None:
-    """The bundle at ``out`` to add ``graphs`` to, or None when there is none or all graphs are re-exported.
+def mergeable_bundle(
+    out: Path, graphs: Sequence[str], weights: dict, options: dict, precisions: Sequence[str] | None = None
+) -> Bundle | None:
+    """The bundle at ``out`` to add to, or None when there is none or it is to be replaced.
 
-    Raises :class:`BundleError` when ``out`` holds a bundle made from other weights or options
-    (mixing them would make a bundle whose graphs disagree).
+    An export adds to an existing bundle when it exports a subset of the graphs, or only
+    quantized ``precisions`` (``int8``/``mixed`` beside the bundle's fp32/fp16); otherwise
+    (all four graphs at a float precision) it replaces the bundle. Raises :class:`BundleError`
+    when ``out`` holds a bundle made from other weights or options (mixing them would make a
+    bundle whose graphs disagree).
     """
-    if set(SUBMODULE_NAMES) <= set(graphs) or not (out / MANIFEST).is_file():
+    quantized_only = bool(precisions) and all(p in QUANTIZED_PRECISIONS for p in precisions)
+    if (set(SUBMODULE_NAMES) <= set(graphs) and not quantized_only) or not (out / MANIFEST).is_file():
         return None
     existing = load_bundle(out)
     old_sd, new_sd = existing.weights.get("state_dict_sha256"), weights.get("state_dict_sha256")
@@ -257,6 +342,8 @@ def export_bundle(
     fuse: bool = True,
     graphs: Sequence[str] | None = None,
     progress: Progress | None = None,
+    calibrate: Calibrate | None = None,
+    recipe: str | None = None,
 ) -> Bundle:
     """Build EdgeTAM (checkpoint, or synthetic weights of ``salt``; default synthetic salt 0),
     wrap the four graphs and write a bundle with ``backends`` to ``out``.
@@ -264,6 +351,11 @@ def export_bundle(
     ``graphs`` limits the export to a subset of the four graphs; exported into an existing
     bundle of the same weights and options, they are added to it (its other artifacts are
     kept), and a bundle of other weights or options is refused.
+
+    Quantized ``precisions`` (``int8``, ``mixed``) use ``recipe`` (None: the one named like the
+    precision) and the calibration data ``calibrate`` captures from the modules being exported
+    (:func:`edgetam_export.calibration.calibrator`); exported into an existing bundle of the
+    same weights and options they are added beside its fp32/fp16 artifacts.
     """
     # Cheap checks first: building the reference takes seconds.
     _prepare_target(Path(out))
@@ -271,24 +363,32 @@ def export_bundle(
         unknown = sorted(set(graphs) - set(SUBMODULE_NAMES))
         if unknown:
             raise ValueError(f"unknown graphs {unknown}; choose from {list(SUBMODULE_NAMES)}")
+    exporters = [get_exporter(e) if isinstance(e, str) else e for e in backends]
+    recipes = plan_recipes(exporters, precisions, recipe)  # a bad recipe name fails before any work
+    if any(recipes.values()) and calibrate is None:
+        raise ValueError("quantized precisions need calibrate= (edgetam_export.calibration.calibrator())")
     model, _, weights = build_reference(checkpoint, salt)
     modules = export_submodules(
         model, fuse=fuse, max_points=max_points, max_cond_frames=max_cond_frames, max_obj_ptrs=max_obj_ptrs
     )
     # Options describe the whole configuration (all four graphs), even for a subset export.
     options = export_options(modules, fuse, max_points, max_cond_frames, max_obj_ptrs)
-    keep = None
+    constants = {k: v for k, v in model.host_constants().items()}
+    # Cheap merge check before calibrating (the reference run takes seconds).
+    keep = mergeable_bundle(Path(out), list(graphs or SUBMODULE_NAMES), weights, options, precisions)
+    calibration = calibrate(modules, constants, options) if any(recipes.values()) else None
     if graphs is not None:
         modules = {k: v for k, v in modules.items() if k in graphs}
-        keep = mergeable_bundle(Path(out), list(graphs), weights, options)
     return write_bundle(
         out,
         modules,
-        list(backends),
-        constants={k: v for k, v in model.host_constants().items()},
+        exporters,
+        constants=constants,
         weights=weights,
         options=options,
         precisions=precisions,
         progress=progress,
         keep=keep,
+        calibration=calibration,
+        recipe=recipe,
     )

@@ -53,8 +53,10 @@ def _notes_summary(a: dict) -> str:
         w = ", ".join(f"{k}x{v}" for k, v in n.get("weights_dtype", {}).items())
         return f"{n.get('conversion', '?')}, {n.get('target', '?')}, {n.get('mil_ops', '?')} MIL ops, weights {w}"
     if a["backend"] == "onnx":
+        quant = f", {n['quant_scheme']}" if "quant_scheme" in n else ""
         return (
             f"opset {n.get('opset', '?')}, {n.get('nodes', '?')} nodes, weights {n.get('weights_dtype', '?')}"
+            + quant
         )
     return ""
 
@@ -93,7 +95,22 @@ def export_cmd(
         None,
         "--precision",
         "-p",
-        help="Compute precision (repeatable). Default per backend: coreml fp16, executorch fp32, onnx fp32.",
+        help="Precision (repeatable): fp32, fp16, or quantized int8 / mixed (per-graph recipe). "
+        "Default per backend: coreml fp16, executorch fp32, onnx fp32. Quantized precisions "
+        "exported into an existing bundle are added beside its float artifacts.",
+    ),
+    calibration: Path = typer.Option(
+        None,
+        "--calibration",
+        metavar="VIDEO",
+        help="int8/mixed: calibrate on this video's first frames (default: procedural frames). "
+        "Use your own footage with real weights.",
+    ),
+    recipe: str = typer.Option(
+        None,
+        "--recipe",
+        help="int8/mixed: quantization recipe name (default: the one named like the precision). "
+        "ONNX: int8, mixed, int8_dynamic.",
     ),
     checkpoint: Path = typer.Option(
         None,
@@ -132,6 +149,11 @@ def export_cmd(
     backends = [b.value for b in (backend or list(Backend))]
     backends = list(dict.fromkeys(backends))
     precisions = [p.value for p in precision] if precision else None
+    from ..backends import QUANTIZED_PRECISIONS
+
+    quantized = any(p in QUANTIZED_PRECISIONS for p in precisions or [])
+    if calibration is not None and not quantized:
+        raise typer.BadParameter("applies to --precision int8 or mixed", param_hint="--calibration")
     if checkpoint is None:
         consoles.err.print(
             f"[bold yellow]WARNING: exporting SYNTHETIC weights (salt {salt}), not a trained model. "
@@ -148,6 +170,16 @@ def export_cmd(
             e = get_exporter(b, **opts)
             e.check_available()
             exporters.append(e)
+        from ..bundle.write import plan_recipes
+
+        plan_recipes(exporters, precisions, recipe)  # unknown recipe: one line, exit 2, nothing written
+        calibrate = None
+        if quantized:
+            from ..calibration import calibrator, check_video
+
+            if calibration is not None:
+                check_video(calibration)
+            calibrate = calibrator(calibration)
     except (MissingBackendError, ValueError) as e:
         consoles.err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
@@ -183,6 +215,8 @@ def export_cmd(
                 fuse=fuse,
                 graphs=graph or None,
                 progress=progress,
+                calibrate=calibrate,
+                recipe=recipe,
             )
         except (BundleError, CheckpointError, ExportError, MissingBackendError, ValueError) as e:
             bar.stop()
@@ -231,8 +265,17 @@ def verify_cmd(
     expect_digest: str = typer.Option(
         None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
     ),
+    frames: int = typer.Option(
+        40, "--frames", min=2, help="int8/mixed: frames of the tracker-level accuracy scenario (vs fp32)."
+    ),
 ) -> None:
-    """Compare every graph of BUNDLE with the PyTorch reference; exit 1 on any failure."""
+    """Compare every graph of BUNDLE with the PyTorch reference; exit 1 on any failure.
+
+    Quantized precisions (int8, mixed) are also measured against the bundle's fp32 artifacts of
+    the same backend: per-graph cosine / relative error and a tracker-level scenario (a click
+    and a box tracked over --frames procedural frames) whose IoU / score-sign bound must hold.
+    With --json, an IoU plot per quantized precision is written beside the report.
+    """
     consoles.bind()
     from ..bundle import BundleError, load_bundle
     from ..models.checkpoint import CheckpointError
@@ -253,6 +296,8 @@ def verify_cmd(
             checkpoint=checkpoint,
             runtime_kwargs={"num_threads": threads} if threads else None,
             on_runtime=lambda b, p: consoles.err.print(f"running {b} {p} ..."),
+            scenario_frames=frames,
+            plot_dir=json_out.parent if json_out is not None else None,
         )
     except (BundleError, CheckpointError) as e:
         consoles.err.print(f"[red]error:[/red] {escape(str(e))}")
@@ -277,6 +322,8 @@ def verify_cmd(
                 "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
             )
         consoles.out.print(t)
+    for key, q in report.quant.items():
+        _print_quant(key, q)
     for key, why in report.skipped.items():
         consoles.out.print(f"[yellow]skipped {key}:[/yellow] {escape(why)}")
     for key, why in report.errors.items():
@@ -289,6 +336,7 @@ def verify_cmd(
         write_json_atomic(json_out, report.as_dict())
         _plain(f"report written to {json_out}")
     n_fail = sum(not r.passed for r in report.rows)
+    n_fail += sum(not q["tracker"]["passed"] for q in report.quant.values() if "tracker" in q)
     if report.passed:
         consoles.out.print(f"[green]PASS[/green]: {len(report.rows)} tensors within tolerance")
     else:
@@ -297,6 +345,31 @@ def verify_cmd(
             + ("" if report.rows else " (nothing was compared)")
         )
         raise typer.Exit(1)
+
+
+def _print_quant(key: str, q: dict) -> None:
+    """Per-graph accuracy and the tracker-level scenario of one quantized precision."""
+    t = Table(title=f"{key} vs {q['against']} (per graph, worst output)")
+    for col in ("graph", "cosine", "rel max-abs"):
+        t.add_column(col, justify="left" if col == "graph" else "right")
+    for g, a in q["graphs"].items():
+        t.add_row(g, f"{a['cosine']:.6f}", f"{a['rel_max_abs']:.3g}")
+    consoles.out.print(t)
+    tr = q.get("tracker")
+    if tr is None:
+        return
+    gr = tr["growth"]
+    _plain(
+        f"{key} tracker scenario ({tr['frames']} frames, objects {tr['obj_ids']}): mask IoU min "
+        f"{tr['min_iou']:.4f} (frame {gr['worst_frame']}), mean {tr['mean_iou']:.4f} (halves "
+        f"{gr['mean_iou_first_half']:.4f} -> {gr['mean_iou_second_half']:.4f}), score signs equal "
+        f"{100 * tr['sign_agreement']:.1f}%; bound min {tr['bound']['min_iou']}, mean {tr['bound']['mean_iou']}"
+    )
+    _plain("per-frame min IoU: " + " ".join(f"{v:.3f}" for v in tr["per_frame_min_iou"]))
+    if "plot" in q:
+        _plain(f"plot: {q['plot']}")
+    for p in tr["problems"]:
+        consoles.out.print(f"[red]FAIL[/red] {escape(p)}")
 
 
 @app.command("inspect")
@@ -348,6 +421,11 @@ def inspect_cmd(
         _plain(t)
     for b, info in m.get("backends", {}).items():
         _plain(f"backend {b}: precisions {info.get('precisions')}, options {info.get('options')}")
+        for p, q in info.get("quantization", {}).items():
+            schemes = ", ".join(f"{g} {s}" for g, s in q.get("graphs", {}).items())
+            _plain(
+                f"  {p}: recipe {q.get('recipe')} ({schemes}); calibration: {q.get('calibration', {}).get('source')}"
+            )
     _plain(artifacts_table(bundle.artifacts))
     _plain("tools: " + ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items()))
     if ane:

@@ -38,6 +38,18 @@ class TorchRuntime(Runtime):
         self.options = export_options(self.modules, fuse, max_points, max_cond_frames, max_obj_ptrs)
 
     @classmethod
+    def from_modules(cls, modules: dict, constants: dict, options: dict) -> TorchRuntime:
+        """A runtime over already-wrapped export modules (``{graph: ExportModule}``), e.g. those being exported."""
+        self = cls.__new__(cls)
+        self.modules = dict(modules)
+        self.contracts = {name: m.contract for name, m in self.modules.items()}
+        self.constants = {
+            k: np.asarray(getattr(v, "numpy", lambda v=v: v)(), np.float32) for k, v in constants.items()
+        }
+        self.options = dict(options)
+        return self
+
+    @classmethod
     def from_bundle(cls, bundle: Bundle, checkpoint: str | os.PathLike | None = None) -> TorchRuntime:
         """The reference rebuilt from the weights and options recorded in ``bundle``.
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..backends import MissingBackendError
+from ..backends import QUANTIZED_PRECISIONS, MissingBackendError
 from ..bundle import Bundle, BundleError, load_bundle
 from ..preprocessing import preprocess
 from ..procedural import procedural_frame, procedural_video
@@ -104,10 +104,18 @@ class VerifyReport:
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # quantized precisions: "backend/precision" -> {"graphs": per-graph accuracy vs fp32,
+    # "tracker": TrackerAccuracy.as_dict(), "against": what the fp32 side was, "plot": path}
+    quant: dict[str, dict] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return not self.errors and bool(self.rows) and all(r.passed for r in self.rows)
+        return (
+            not self.errors
+            and bool(self.rows)
+            and all(r.passed for r in self.rows)
+            and all(q["tracker"]["passed"] for q in self.quant.values() if "tracker" in q)
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -117,6 +125,7 @@ class VerifyReport:
             "rows": [r.as_dict() for r in self.rows],
             "skipped": self.skipped,
             "errors": self.errors,
+            "quantization": self.quant,
         }
 
 
@@ -356,11 +365,20 @@ def verify_bundle(
     graphs: list[str] | None = None,
     runtime_kwargs: dict | None = None,
     on_runtime: Callable[[str, str], None] | None = None,
+    scenario_frames: int | None = None,
+    plot_dir: str | os.PathLike | None = None,
 ) -> VerifyReport:
     """Verify every (backend, precision) of ``bundle`` (or the chosen subset) against the reference.
 
     Backends whose runtime is not installed here are recorded in ``skipped`` when they were
     not explicitly requested, and in ``errors`` (failing the report) when they were.
+
+    Quantized precisions (``int8``, ``mixed``) are compared per graph with the reference under
+    their own tolerance rows, then measured against the fp32 artifacts of the same backend
+    (the PyTorch reference if the bundle has none) by :mod:`~edgetam_export.verify.quant_accuracy`:
+    per-graph accuracy and the tracker-level scenario (``scenario_frames``, default 40),
+    whose bound (``QUANT_TRACKER``) fails the report; ``plot_dir`` gets one IoU plot per
+    quantized precision (``<backend>.<precision>.iou.png``).
     """
 
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -385,7 +403,49 @@ def verify_bundle(
                 continue
             try:
                 report.rows += compare_runtime(rt, backend, precision, cases)
-                report.rows += verify_tracker_clip(rt, ref, backend, precision)
+                if precision in QUANTIZED_PRECISIONS:
+                    report.quant[key] = quantized_accuracy(
+                        bundle, rt, ref, cases, backend, precision, runtime_kwargs, scenario_frames, plot_dir
+                    )
+                else:
+                    report.rows += verify_tracker_clip(rt, ref, backend, precision)
             except Exception as e:
                 report.errors[key] = f"{type(e).__name__}: {e}"
     return report
+
+
+# fp32 scenario outputs per (bundle root, backend, frames): the float side is tracked once per process.
+_FP32_SCENARIO: dict[tuple, list] = {}
+
+
+def quantized_accuracy(
+    bundle: Bundle,
+    rt: Runtime,
+    ref: Runtime,
+    cases: list[Case],
+    backend: str,
+    precision: str,
+    runtime_kwargs: dict | None = None,
+    scenario_frames: int | None = None,
+    plot_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Per-graph and tracker-level accuracy of ``rt`` (quantized) vs the fp32 artifacts of ``backend``."""
+    from .quant_accuracy import SCENARIO_FRAMES, graph_accuracy, plot_iou, track_scenario, tracker_accuracy
+
+    frames = int(scenario_frames or SCENARIO_FRAMES)
+    if "fp32" in bundle.precisions(backend):
+        fp32 = runtime_from_bundle(bundle, backend, "fp32", **(runtime_kwargs or {}))
+        against = f"{backend} fp32"
+    else:
+        fp32, against = ref, "pytorch reference (the bundle has no fp32 artifacts for this backend)"
+    out: dict = {"against": against, "graphs": graph_accuracy(rt, fp32, cases)}
+    if all(g in rt.contracts for g in TRACKER_GRAPHS):
+        key = (str(bundle.root), bundle.digest, backend if fp32 is not ref else "pytorch", frames)
+        if key not in _FP32_SCENARIO:
+            _FP32_SCENARIO.clear()
+            _FP32_SCENARIO[key] = track_scenario(fp32, frames)
+        acc = tracker_accuracy(track_scenario(rt, frames), _FP32_SCENARIO[key], backend, precision)
+        out["tracker"] = acc.as_dict()
+        if plot_dir is not None:
+            out["plot"] = str(plot_iou(acc, os.path.join(plot_dir, f"{backend}.{precision}.iou.png")))
+    return out

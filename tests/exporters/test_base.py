@@ -16,7 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from edgetam_export.exporters import (
-    PRECISIONS,
+    FLOAT_PRECISIONS as PRECISIONS,
+)
+from edgetam_export.exporters import (
     Exporter,
     ExportError,
     MissingBackendError,

@@ -1,0 +1,106 @@
+"""Sensitivity pass for mixed precision: quantize one graph at a time (the others fp32) and measure the tracker-level error.
+
+Not a test (minutes per backend). Needs a bundle holding the backend's fp32 artifacts and a
+quantized precision (e.g. int8 from the ``int8`` recipe, every graph quantized):
+
+    edgetam-export export --backend onnx --precision fp32 --synthetic --out /tmp/q/b
+    edgetam-export export --backend onnx --precision int8 --out /tmp/q/b
+    python benchmarks/quant_sensitivity.py --bundle /tmp/q/b --backend onnx --frames 40
+
+For each graph G it tracks the accuracy scenario (edgetam_export.verify.quant_accuracy: a click
+and a box over procedural frames) with G's quantized artifact and the other three graphs' fp32
+artifacts, and compares every frame with the all-fp32 tracker: min / mean mask IoU, the worst
+frame, score-sign agreement; then the same for all four graphs quantized. ``--quantized`` takes
+the quantized artifacts from another bundle (same weights), e.g. one exported with
+``--recipe int8_dynamic``. ``--json`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from edgetam_export.models.constants import GRAPH_NAMES
+
+from edgetam_export.bundle import load_bundle
+from edgetam_export.runtime.base import Runtime
+from edgetam_export.runtime.loader import runtime_from_bundle
+from edgetam_export.verify.quant_accuracy import SCENARIO_FRAMES, track_scenario, tracker_accuracy
+
+
+class OneGraphSwapped(Runtime):
+    """Runs the graphs in ``quantized`` on the quantized runtime and every other graph on the fp32 one."""
+
+    def __init__(self, fp32: Runtime, quant: Runtime, quantized: tuple[str, ...]):
+        self.fp32, self.quant, self.quantized = fp32, quant, set(quantized)
+        self.name = f"{fp32.name}+{quant.name}"
+        self.contracts, self.constants, self.options = fp32.contracts, fp32.constants, fp32.options
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return (self.quant if graph in self.quantized else self.fp32).run(graph, feeds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--bundle", required=True, help="bundle with the backend's fp32 (and quantized) artifacts"
+    )
+    ap.add_argument("--backend", default="onnx")
+    ap.add_argument("--precision", default="int8", help="the quantized precision to take graphs from")
+    ap.add_argument("--quantized", help="take the quantized artifacts from this bundle instead")
+    ap.add_argument("--frames", type=int, default=SCENARIO_FRAMES, help="scenario frames (fewer = faster)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="write the table here")
+    a = ap.parse_args(argv)
+
+    bundle = load_bundle(a.bundle)
+    qbundle = load_bundle(a.quantized) if a.quantized else bundle
+    kw = {"num_threads": a.threads} if a.backend == "onnx" else {}
+    fp32 = runtime_from_bundle(bundle, a.backend, "fp32", **kw)
+    quant = runtime_from_bundle(qbundle, a.backend, a.precision, **kw)
+    recipe = (
+        qbundle.manifest["backends"][a.backend].get("quantization", {}).get(a.precision, {}).get("recipe")
+    )
+    print(f"{a.backend} {a.precision} (recipe {recipe}) vs {a.backend} fp32, {a.frames} frames", flush=True)
+    t0 = time.perf_counter()
+    ref = track_scenario(fp32, a.frames)
+    print(f"fp32 scenario: {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = []
+    for graphs in [(g,) for g in GRAPH_NAMES] + [tuple(GRAPH_NAMES)]:
+        t0 = time.perf_counter()
+        acc = tracker_accuracy(
+            track_scenario(OneGraphSwapped(fp32, quant, graphs), a.frames), ref, a.backend, a.precision
+        )
+        g = acc.growth()
+        row = {
+            "quantized": "+".join(graphs) if len(graphs) < len(GRAPH_NAMES) else "all four",
+            "min_iou": acc.min_iou,
+            "mean_iou": acc.mean_iou,
+            "worst_frame": g["worst_frame"],
+            "mean_iou_halves": [g["mean_iou_first_half"], g["mean_iou_second_half"]],
+            "sign_agreement": acc.sign_agreement,
+            "passes_bound": acc.passed,
+            "per_frame_min_iou": acc.per_frame_min,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        rows.append(row)
+        print(
+            f"{row['quantized']:<18} min IoU {row['min_iou']:.4f} (frame {row['worst_frame']:>2})  "
+            f"mean {row['mean_iou']:.4f}  halves {row['mean_iou_halves'][0]:.4f}->{row['mean_iou_halves'][1]:.4f}  "
+            f"signs {100 * row['sign_agreement']:.1f}%  {'pass' if row['passes_bound'] else 'FAIL'}  "
+            f"({row['seconds']} s)",
+            flush=True,
+        )
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(
+                {"backend": a.backend, "precision": a.precision, "recipe": recipe, "rows": rows}, f, indent=1
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""ONNX quantization: the ONNX recipes (data) and quantizing one float ``.onnx`` with ``onnxruntime.quantization``.
+
+Pipeline for one graph: the float32 model from the dynamo exporter ->
+``quant_pre_process`` (ORT graph optimisation + shape inference) -> either
+
+* ``int8_static``: ``quantize_static`` in QDQ format, per-channel symmetric int8 weights, uint8
+  activations (the CPU-EP recommendation on x86 with VNNI: U8S8, no reduced range), MinMax
+  ranges from a ``CalibrationDataReader`` fed with the captured calibration tuples;
+* ``int8_dynamic``: ``quantize_dynamic``: int8 weights (per channel), activations quantized at
+  run time per tensor (no calibration);
+
+Nodes named by the recipe's ``keep_float`` stay float (see :func:`nodes_to_exclude`). Graph
+inputs and outputs stay float32 with the contract's names and shapes (checked).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..models.constants import GRAPH_NAMES
+from .quantization import GraphQuant, Recipe
+
+# Op types whose weights/activations the static and dynamic recipes quantize: the compute-heavy
+# ops with weights. Elementwise ops (Add, Mul, ...) stay float: QDQ pairs around them add
+# requantisation error and cost time on the CPU EP without saving any weight bytes.
+QUANT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# keep_float tokens (besides ONNX op types, which exclude every node of that type, and
+# "name:<substring>", which excludes nodes whose name or torch scope contains it):
+ATTENTION_MATMUL = "attention_matmul"  # MatMul with no weight input: QK^T and attn.V
+ALWAYS_FLOAT = ("Softmax", "LayerNormalization")
+
+_WHY_FLOAT_OPS = (
+    "Softmax and LayerNorm stay float: their outputs span many orders of magnitude (softmax) or "
+    "normalise by a data-dependent variance, and a uint8 grid there moves every following token"
+)
+_WHY_ATTN = (
+    "attention matmuls (QK^T, attn.V: two activations, no weights) stay float: QK^T logits feed "
+    "the softmax, whose exponent amplifies their rounding, and quantizing them saves no bytes"
+)
+
+
+def _static(why: str, extra: tuple[str, ...] = ()) -> GraphQuant:
+    return GraphQuant("int8_static", (*ALWAYS_FLOAT, ATTENTION_MATMUL, *extra), why)
+
+
+_INT8 = Recipe(
+    name="int8",
+    backend="onnx",
+    precision="int8",
+    graphs={
+        g: _static(
+            f"static QDQ int8 on every Conv/ConvTranspose/MatMul/Gemm weight and input; {_WHY_FLOAT_OPS}; {_WHY_ATTN}."
+        )
+        for g in GRAPH_NAMES
+    },
+    description=(
+        "every graph static QDQ int8 (per-channel weights, U8 activations, MinMax calibration) "
+        "on Conv/ConvTranspose/MatMul/Gemm; softmax, layer norm and attention matmuls float"
+    ),
+)
+
+_DYNAMIC = Recipe(
+    name="int8_dynamic",
+    backend="onnx",
+    precision="int8",
+    graphs={
+        g: GraphQuant(
+            "int8_dynamic",
+            (*ALWAYS_FLOAT, ATTENTION_MATMUL),
+            "dynamic int8: weights int8 per channel, activations quantized per call at run time "
+            "(no calibration data, no activation-range risk, slower than static on convolutions).",
+        )
+        for g in GRAPH_NAMES
+    },
+    description="every graph dynamic int8 (MatMul/Gemm/Conv weights int8, activation ranges computed at run time)",
+)
+
+# The mixed recipe is the sensitivity pass's result (benchmarks/quant_sensitivity.py, numbers in
+# the recipe's whys): the graphs whose int8 version moves the tracked masks most stay fp32.
+_MIXED = Recipe(
+    name="mixed",
+    backend="onnx",
+    precision="mixed",
+    graphs={
+        "image_encoder": _static(
+            "holds most weights and FLOPs; int8 here costs little at the tracker level (sensitivity pass)."
+        ),
+        "memory_encoder": _static(
+            "small conv stack on a x20-scaled mask: int8 is harmless (sensitivity pass)."
+        ),
+        "memory_attention": GraphQuant(
+            "int8_dynamic",
+            (*ALWAYS_FLOAT, ATTENTION_MATMUL),
+            "its outputs steer every tracked frame; dynamic int8 keeps the weight saving while "
+            "activation ranges follow each call's real bank (sensitivity pass).",
+        ),
+        "prompt_decoder": GraphQuant(
+            "fp32",
+            (),
+            "the object-score logit and IoU heads decide whether an object is kept; this graph is "
+            "the most sensitive one and small, so it stays float32 (sensitivity pass).",
+        ),
+    },
+    description=(
+        "image and memory encoders static int8, memory attention dynamic int8, prompt decoder "
+        "(object-score and IoU heads) float32"
+    ),
+)
+
+# Deliberately over-quantized (diagnostic, not for deployment): every op ORT can quantize, nothing
+# kept float. It shows what the exclusions buy; the tests use it as verify's failing case.
+_FULL = Recipe(
+    name="int8_full",
+    backend="onnx",
+    precision="int8",
+    graphs={
+        g: GraphQuant(
+            "int8_static_all",
+            (),
+            "diagnostic: softmax, layer norm, attention matmuls and elementwise ops quantized too "
+            "(nothing kept float), to measure what the int8 recipe's exclusions buy.",
+        )
+        for g in GRAPH_NAMES
+    },
+    description="over-quantized diagnostic: every quantizable op of every graph static int8, nothing float",
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (_INT8, _MIXED, _DYNAMIC, _FULL)}
+
+
+def nodes_to_exclude(model, keep_float: tuple[str, ...]) -> list[str]:
+    """Names of the nodes of ``model`` (an ``onnx.ModelProto``) that ``keep_float`` keeps float.
+
+    Tokens: an ONNX op type (``"Softmax"``) excludes every node of that type;
+    :data:`ATTENTION_MATMUL` excludes MatMuls none of whose inputs is an initializer (or a
+    constant); ``"name:<s>"`` excludes nodes whose name or ``pkg.torch.onnx.name_scopes``
+    metadata contains ``<s>``.
+    """
+    consts = {t.name for t in model.graph.initializer}
+    consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    # a weight may reach a MatMul through a Transpose/Cast of an initializer
+    for n in model.graph.node:
+        if n.op_type in ("Transpose", "Cast", "Reshape", "Identity") and n.input and n.input[0] in consts:
+            consts |= set(n.output)
+    op_types = {t for t in keep_float if ":" not in t and t != ATTENTION_MATMUL}
+    names = [t.split(":", 1)[1] for t in keep_float if t.startswith("name:")]
+    out = []
+    for n in model.graph.node:
+        scope = " ".join(p.value for p in n.metadata_props if "scope" in p.key or p.key.endswith("name"))
+        if (
+            n.op_type in op_types
+            or (ATTENTION_MATMUL in keep_float and n.op_type == "MatMul" and not set(n.input) & consts)
+            or any(s in n.name or s in scope for s in names)
+        ):
+            out.append(n.name)
+    return out
+
+
+class _Reader:
+    """``CalibrationDataReader`` over captured tuples: one ``{input name: float32 array}`` per call."""
+
+    def __init__(self, input_names: list[str], samples: list[tuple]):
+        self.feeds = [
+            {
+                n: np.ascontiguousarray(_numpy(x), dtype=np.float32)
+                for n, x in zip(input_names, s, strict=True)
+            }
+            for s in samples
+        ]
+        self.i = 0
+
+    def get_next(self):
+        if self.i >= len(self.feeds):
+            return None
+        self.i += 1
+        return self.feeds[self.i - 1]
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def _numpy(x):
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _reader_class():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    return Reader
+
+
+def quantize_onnx(
+    float_path: Path, out_path: Path, quant: GraphQuant, calibration: list[tuple], input_names
+) -> dict:
+    """Quantize the float32 model at ``float_path`` into ``out_path`` per ``quant``; return notes.
+
+    ``calibration``: input tuples in contract order (needed by ``int8_static``). Notes:
+    ``quant_scheme``, ``kept_float`` (count per op type of the excluded nodes),
+    ``quantized_nodes`` (count per op type of the nodes now fed by DequantizeLinear or replaced
+    by integer ops), ``calibration_samples``.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="onnxq-", dir=out_path.parent) as td:
+        pre = Path(td) / "pre.onnx"
+        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        model = onnx.load(str(pre))
+        exclude = nodes_to_exclude(model, quant.keep_float)
+        kept = Counter(n.op_type for n in model.graph.node if n.name in set(exclude))
+        if quant.scheme in ("int8_static", "int8_static_all"):
+            if not calibration:
+                raise ValueError("int8_static needs calibration samples (none were captured for this graph)")
+            quantize_static(
+                str(pre),
+                str(out_path),
+                _reader_class()(list(input_names), calibration),
+                quant_format=QuantFormat.QDQ,
+                # int8_static_all: every op type ORT can quantize (softmax, add, mul, ... too)
+                op_types_to_quantize=list(QUANT_OPS) if quant.scheme == "int8_static" else None,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={
+                    "ActivationSymmetric": False,
+                    "WeightSymmetric": True,
+                    "CalibMaxIntermediateOutputs": 2,
+                },
+            )
+        elif quant.scheme == "int8_dynamic":
+            quantize_dynamic(
+                str(pre),
+                str(out_path),
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                reduce_range=False,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+            )
+        else:
+            raise ValueError(
+                f"unknown ONNX quant scheme {quant.scheme!r}; known: int8_static, int8_static_all, int8_dynamic, fp32, fp16"
+            )
+    q = onnx.load(str(out_path))
+    ops = Counter(n.op_type for n in q.graph.node)
+    return {
+        "quant_scheme": quant.scheme,
+        "kept_float": dict(sorted(kept.items())),
+        "kept_float_rules": list(quant.keep_float),
+        "quant_ops": {k: v for k, v in sorted(ops.items()) if "Quant" in k or "Integer" in k},
+        "calibration_samples": len(calibration),
+    }
+
+
+def output_accuracy(float_path: Path, quant_path: Path, input_names, output_names, sample: tuple) -> dict:
+    """Worst output's cosine and max-abs / max|ref| of ``quant_path`` vs ``float_path`` on one sample (ORT CPU)."""
+    import onnxruntime as ort
+
+    feeds = {
+        n: np.ascontiguousarray(_numpy(x), dtype=np.float32) for n, x in zip(input_names, sample, strict=True)
+    }
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    ref = ort.InferenceSession(str(float_path), so, providers=["CPUExecutionProvider"]).run(
+        list(output_names), feeds
+    )
+    got = ort.InferenceSession(str(quant_path), so, providers=["CPUExecutionProvider"]).run(
+        list(output_names), feeds
+    )
+    worst = {"cosine": 1.0, "rel_max_abs": 0.0}
+    for r, g in zip(ref, got, strict=True):
+        r, g = r.astype(np.float64).ravel(), g.astype(np.float64).ravel()
+        nr, ng = np.linalg.norm(r), np.linalg.norm(g)
+        cos = 1.0 if nr == ng == 0 else float(r @ g / (nr * ng)) if nr and ng else 0.0
+        rel = float(np.max(np.abs(r - g)) / (np.max(np.abs(r)) or 1.0))
+        worst = {"cosine": min(worst["cosine"], cos), "rel_max_abs": max(worst["rel_max_abs"], rel)}
+    return worst

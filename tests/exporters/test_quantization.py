@@ -1,0 +1,38 @@
+"""Recipes are data: every backend's recipe covers the four graphs; resolve_recipe picks by name or precision, and names what exists."""
+
+from __future__ import annotations
+
+import pytest
+from edgetam_export.exporters.quantization import GraphQuant, Recipe, recipes_for, resolve_recipe
+from edgetam_export.models.constants import GRAPH_NAMES
+
+from edgetam_export.backends import QUANTIZED_PRECISIONS
+
+
+def test_onnx_recipes_cover_every_graph_with_a_reason():
+    recipes = recipes_for("onnx")
+    assert {"int8", "mixed", "int8_dynamic"} <= set(recipes)
+    for name, r in recipes.items():
+        assert isinstance(r, Recipe) and r.name == name and r.backend == "onnx"
+        assert r.precision in QUANTIZED_PRECISIONS and r.description
+        assert set(r.graphs) == set(GRAPH_NAMES), name
+        for g, q in r.graphs.items():
+            assert isinstance(q, GraphQuant) and q.why, (name, g)
+    # int8 quantizes every graph; mixed keeps at least one graph (or part) float
+    assert all(not q.is_float for q in recipes["int8"].graphs.values())
+    assert any(q.is_float or q.scheme != "int8_static" for q in recipes["mixed"].graphs.values())
+
+
+def test_resolve_recipe_by_precision_and_by_name():
+    assert resolve_recipe("onnx", "int8", None).name == "int8"
+    assert resolve_recipe("onnx", "mixed", None).name == "mixed"
+    assert resolve_recipe("onnx", "int8", "int8_dynamic").precision == "int8"
+
+
+def test_resolve_recipe_errors_name_what_exists():
+    with pytest.raises(ValueError, match=r"unknown onnx recipe 'nope'; choose one of: int8 \(int8\)"):
+        resolve_recipe("onnx", "int8", "nope")
+    with pytest.raises(ValueError, match="serves --precision mixed, not int8"):
+        resolve_recipe("onnx", "int8", "mixed")
+    with pytest.raises(ValueError, match="not 'fp16'"):
+        resolve_recipe("onnx", "fp16", None)
