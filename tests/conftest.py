@@ -77,6 +77,32 @@ def exported_bundles(tmp_path_factory):
     return {"main": load_bundle(root / "main"), "coreml": load_bundle(root / "coreml")}
 
 
+# The quantized test bundle's recipe: the over-quantized diagnostic one, so verify's failing
+# path is exercised on real artifacts (tests/verify/test_quant_accuracy.py).
+QUANT_TEST_RECIPE = "int8_full"
+
+
+@pytest.fixture(scope="session")
+def quantized_bundle(exported_bundles, tmp_path_factory):
+    """A copy of the main bundle with ONNX int8 artifacts added (recipe :data:`QUANT_TEST_RECIPE`,
+    calibrated on 3 procedural frames): the one quantized export of a test session."""
+    import shutil
+
+    from edgetam_export.bundle import export_bundle
+    from edgetam_export.calibration import calibrator
+
+    root = tmp_path_factory.mktemp("quantized") / "bundle"
+    shutil.copytree(exported_bundles["main"].root, root)
+    return export_bundle(
+        root,
+        ["onnx"],
+        precisions=["int8"],
+        salt=0,
+        calibrate=calibrator(num_frames=3),
+        recipe=QUANT_TEST_RECIPE,
+    )
+
+
 @pytest.fixture(scope="session")
 def bench_capture(exported_bundles):
     """One captured reference tracking run (prompt on frame 0, 1 tracked frame) shared by every

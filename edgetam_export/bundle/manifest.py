@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import QUANTIZED_PRECISIONS
 from ..fileio import file_sha256
 from ..models.constants import GRAPH_NAMES, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from ..models.contracts import Contract
@@ -80,6 +81,8 @@ def files_below(root: Path, skip: set[str]) -> list[str]:
 # the backend this host runs natively first (Core ML on macOS; ExecuTorch then ONNX elsewhere,
 # Core ML last because off Apple it only runs through the slow MIL evaluator); fp32 before
 # fp16 on CPU hosts, fp16 first for Core ML on macOS (the Neural Engine computes in fp16).
+# Quantized precisions (int8, then mixed) are never the default while a float one exists:
+# they trade accuracy for size/speed, so a user asks for them (precision="int8").
 _BACKEND_ORDER = {"Darwin": ("coreml", "executorch", "onnx")}
 _BACKEND_ORDER_OTHER = ("executorch", "onnx", "coreml")
 
@@ -98,7 +101,8 @@ def default_choice(available: dict[str, list[str]], system: str | None = None) -
     backend = backends[0]
     prec_order = ("fp16", "fp32") if (system == "Darwin" and backend == "coreml") else ("fp32", "fp16")
     precs = available[backend]
-    ranked = [p for p in prec_order if p in precs] + sorted(p for p in precs if p not in prec_order)
+    ranked = [p for p in (*prec_order, *QUANTIZED_PRECISIONS) if p in precs]
+    ranked += sorted(p for p in precs if p not in ranked)
     if not ranked:
         raise BundleError(f"no precision to choose from for {backend}")
     return backend, ranked[0]

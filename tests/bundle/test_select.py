@@ -50,3 +50,20 @@ def test_select_defaults_and_respects_explicit_choices(monkeypatch):
     assert only16.select(precision="fp16") == ("onnx", "fp16")
     with pytest.raises(BundleError, match="available"):
         only16.select("executorch", "fp16")
+
+
+@pytest.mark.parametrize(
+    "available, system, expected",
+    [
+        ({"onnx": ["int8", "fp32", "mixed"]}, "Linux", ("onnx", "fp32")),
+        ({"onnx": ["mixed", "fp16", "int8"]}, "Linux", ("onnx", "fp16")),
+        ({"coreml": ["int8", "fp32", "fp16"]}, "Darwin", ("coreml", "fp16")),
+        ({"onnx": ["mixed", "int8"]}, "Linux", ("onnx", "int8")),
+    ],
+)
+def test_quantized_precisions_are_chosen_only_when_asked_or_alone(available, system, expected):
+    assert default_choice(available, system) == expected
+    b = _bundle(available)
+    backend = next(iter(available))
+    for p in available[backend]:  # asked for, each is selected
+        assert b.select(backend, p) == (backend, p)
