@@ -58,7 +58,7 @@ def _open_bundle(path: Path):
 def pack_cmd(
     bundle: Path = typer.Argument(..., help="export bundle folder"),
     backend: str = typer.Option(..., "--backend", help="onnx | executorch | coreml"),
-    precision: str = typer.Option(..., "--precision", help="fp32 | fp16"),
+    precision: str = typer.Option(..., "--precision", help="fp32 | fp16 | int8 | mixed"),
     out: Path = typer.Option(..., "--out", help="pack folder to write (replaced atomically)"),
     track_frames: int = typer.Option(
         17, "--track-frames", help="frames tracked before the steady-state frame (17 = full bank)"
