@@ -15,6 +15,8 @@ inputs and outputs stay float32 with the contract's names and shapes (checked).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -196,6 +198,19 @@ def _reader_class():
     return Reader
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization logs per-tensor warnings on the root logger (e.g. per-channel axis
+    notes for rank-1 LayerNorm weights); keep them out of the CLI's output."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_onnx(
     float_path: Path, out_path: Path, quant: GraphQuant, calibration: list[tuple], input_names
 ) -> dict:
@@ -216,11 +231,16 @@ def quantize_onnx(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="onnxq-", dir=out_path.parent) as td:
+    with tempfile.TemporaryDirectory(prefix="onnxq-", dir=out_path.parent) as td, _quiet_root_logger():
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
         model = onnx.load(str(pre))
-        exclude = nodes_to_exclude(model, quant.keep_float)
+        # Scopes ("name:" rules) live in the exporter's node metadata, which ORT's optimizer
+        # drops: match them on the float model too (unfused nodes keep their names).
+        exclude = sorted(
+            set(nodes_to_exclude(model, quant.keep_float))
+            | set(nodes_to_exclude(onnx.load(str(float_path)), quant.keep_float))
+        )
         kept = Counter(n.op_type for n in model.graph.node if n.name in set(exclude))
         if quant.scheme in ("int8_static", "int8_static_all"):
             if not calibration:
@@ -241,7 +261,6 @@ def quantize_onnx(
                 extra_options={
                     "ActivationSymmetric": False,
                     "WeightSymmetric": True,
-                    "CalibMaxIntermediateOutputs": 2,
                 },
             )
         elif quant.scheme == "int8_dynamic":
