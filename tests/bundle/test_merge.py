@@ -27,3 +27,36 @@ def test_partial_export_adds_to_the_bundle_and_the_tracker_names_what_is_missing
     assert len(load_bundle(out).artifacts) == 2  # refused exports left it untouched
     with pytest.raises(BundleError, match=r"lacks graph\(s\) \['image_encoder', 'memory_attention'\]"):
         Tracker.from_bundle(out, backend="onnx", precision="fp32")
+
+
+def _q(recipe: str, graphs: list[str]) -> dict:
+    return {
+        "recipe": recipe,
+        "graphs": dict.fromkeys(graphs, "int8_static"),
+        "calibration": {"source": "procedural", "samples": dict.fromkeys(graphs, 3)},
+        "accuracy": {},
+    }
+
+
+def test_quantization_sections_merge_like_artifacts():
+    from edgetam_export.bundle.write import _merged_backends
+
+    class Keep:  # the kept bundle's manifest: onnx fp32 + int8 of two graphs
+        manifest = {
+            "backends": {
+                "onnx": {"precisions": ["fp32", "int8"], "quantization": {"int8": _q("int8", ["a", "b"])}}
+            }
+        }
+
+    new = {"onnx": {"precisions": ["mixed"], "quantization": {"mixed": _q("mixed", ["a"])}}}
+    out = _merged_backends(Keep, new)["onnx"]
+    assert out["precisions"] == ["fp32", "int8", "mixed"] and set(out["quantization"]) == {"int8", "mixed"}
+    # the same recipe on more graphs adds them; a full re-export replaces the entry
+    new = {"onnx": {"precisions": ["int8"], "quantization": {"int8": _q("int8", ["c"])}}}
+    assert set(_merged_backends(Keep, new)["onnx"]["quantization"]["int8"]["graphs"]) == {"a", "b", "c"}
+    new = {"onnx": {"precisions": ["int8"], "quantization": {"int8": _q("int8_dynamic", ["a", "b"])}}}
+    assert _merged_backends(Keep, new)["onnx"]["quantization"]["int8"]["recipe"] == "int8_dynamic"
+    # another recipe for some graphs only would make one precision of two recipes: refused
+    new = {"onnx": {"precisions": ["int8"], "quantization": {"int8": _q("int8_dynamic", ["a"])}}}
+    with pytest.raises(BundleError, match="made with recipe 'int8'"):
+        _merged_backends(Keep, new)
