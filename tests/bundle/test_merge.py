@@ -39,14 +39,18 @@ def _q(recipe: str, graphs: list[str]) -> dict:
 
 
 def test_quantization_sections_merge_like_artifacts():
+    from types import SimpleNamespace
+
     from edgetam_export.bundle.write import _merged_backends
 
-    class Keep:  # the kept bundle's manifest: onnx fp32 + int8 of two graphs
-        manifest = {
+    # the kept bundle's manifest: onnx fp32 + int8 of two graphs
+    Keep = SimpleNamespace(
+        manifest={
             "backends": {
                 "onnx": {"precisions": ["fp32", "int8"], "quantization": {"int8": _q("int8", ["a", "b"])}}
             }
         }
+    )
 
     new = {"onnx": {"precisions": ["mixed"], "quantization": {"mixed": _q("mixed", ["a"])}}}
     out = _merged_backends(Keep, new)["onnx"]
