@@ -18,9 +18,13 @@ def test_onnx_recipes_cover_every_graph_with_a_reason():
         assert set(r.graphs) == set(GRAPH_NAMES), name
         for g, q in r.graphs.items():
             assert isinstance(q, GraphQuant) and q.why, (name, g)
-    # int8 quantizes every graph; mixed keeps at least one graph (or part) float
+    # int8 quantizes every graph; mixed keeps more float than int8 (a graph, a scheme, or parts)
     assert all(not q.is_float for q in recipes["int8"].graphs.values())
-    assert any(q.is_float or q.scheme != "int8_static" for q in recipes["mixed"].graphs.values())
+    int8 = recipes["int8"].graphs
+    assert any(
+        q.is_float or q.scheme != int8[g].scheme or set(q.keep_float) > set(int8[g].keep_float)
+        for g, q in recipes["mixed"].graphs.items()
+    )
 
 
 def test_resolve_recipe_by_precision_and_by_name():
