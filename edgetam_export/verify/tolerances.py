@@ -99,24 +99,33 @@ TOLERANCES: dict[tuple[str, str], dict[str, Tolerance]] = {
     },
 }
 
-_INT8_ONNX = "MEASURED_PLACEHOLDER"
-
-TOLERANCES.update(
-    {
-        ("onnx", "int8"): {
-            "features": Tolerance(0.5, 0.99, _INT8_ONNX),
-            "logits": Tolerance(0.5, 0.99, _INT8_ONNX),
-            "scores": Tolerance(0.5, 0.99, _INT8_ONNX),
-            "memory": Tolerance(0.5, 0.99, _INT8_ONNX),
-        },
-        ("onnx", "mixed"): {
-            "features": Tolerance(0.5, 0.99, _INT8_ONNX),
-            "logits": Tolerance(0.5, 0.99, _INT8_ONNX),
-            "scores": Tolerance(0.5, 0.99, _INT8_ONNX),
-            "memory": Tolerance(0.5, 0.99, _INT8_ONNX),
-        },
-    }
+_INT8_ONNX = (
+    "static QDQ int8 (onnx int8 recipe: per-channel int8 weights, uint8 activations from MinMax "
+    "ranges of 6 procedural calibration frames; softmax, layer norm and attention matmuls float). "
+    "Measured on the verify cases (synthetic weights, vs PyTorch): worst rel_max_abs 0.076 "
+    "(image_encoder feat_s1), 0.068 (mask logits), 0.043 (iou), 0.078 (memory); worst cosine "
+    "0.99825 (feat_s1), 0.99847 (logits), 0.99946 (memory). One uint8 step of a tensor's range "
+    "is 1/255 = 4e-3 of it and ~20 requantisations stack up, so ~2x the measured error "
+    "(rel 0.15, cosine 1 - 3x the measured gap) bounds calibration and thread-count drift while "
+    "the over-quantized int8_full recipe (cosine 0.66 on memory_encoder) still fails."
 )
+_MIXED_ONNX = (
+    "the onnx mixed recipe quantizes the same ops as int8 with the same scheme and keeps the "
+    "prompt decoder's object-score, IoU and object-pointer heads float, so each tensor's error is "
+    "at most int8's (measured on the same verify cases); the int8 bounds apply unchanged."
+)
+
+
+def _int8_rows(why: str) -> dict[str, Tolerance]:
+    return {
+        "features": Tolerance(0.15, 0.995, why),
+        "logits": Tolerance(0.15, 0.995, why),
+        "scores": Tolerance(0.10, 0.998, why),
+        "memory": Tolerance(0.15, 0.998, why),
+    }
+
+
+TOLERANCES.update({("onnx", "int8"): _int8_rows(_INT8_ONNX), ("onnx", "mixed"): _int8_rows(_MIXED_ONNX)})
 
 
 @dataclass(frozen=True)
