@@ -110,9 +110,9 @@ _INT8_ONNX = (
     "the over-quantized int8_full recipe (cosine 0.66 on memory_encoder) still fails."
 )
 _MIXED_ONNX = (
-    "the onnx mixed recipe quantizes the same ops as int8 with the same scheme and keeps the "
-    "prompt decoder's object-score, IoU and object-pointer heads float, so each tensor's error is "
-    "at most int8's (measured on the same verify cases); the int8 bounds apply unchanged."
+    "the onnx mixed recipe quantizes three graphs exactly as int8 does (same scheme, same "
+    "calibration) and keeps the prompt decoder float32, so each graph's error is int8's or "
+    "fp32's (measured on the same verify cases); the int8 bounds apply unchanged."
 )
 
 
