@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from edgetam_export.cli import app
 from edgetam_export.runtime.loader import runtime_from_bundle
-from edgetam_export.verify.quant_accuracy import track_scenario, tracker_accuracy
+from edgetam_export.tracker.tracker import TrackerOutput
+from edgetam_export.verify.quant_accuracy import tracker_accuracy
 from edgetam_export.verify.tolerances import QUANT_TRACKER
 
 from ..conftest import QUANT_TEST_RECIPE
@@ -45,18 +46,31 @@ def test_int8_artifacts_load_and_run_with_float32_io(quantized_bundle):
     assert quantized_bundle.select("onnx") == ("onnx", "fp32")  # not the default unless asked
 
 
-def test_tracker_bound_fails_the_over_quantized_recipe(quantized_bundle, tmp_path):
-    fp32 = runtime_from_bundle(quantized_bundle, "onnx", "fp32", num_threads=1)
-    q = runtime_from_bundle(quantized_bundle, "onnx", "int8", num_threads=1)
-    ref, got = track_scenario(fp32, FRAMES), track_scenario(q, FRAMES)
-    acc = tracker_accuracy(got, ref, "onnx", "int8")
-    assert acc.frames == FRAMES and acc.obj_ids == [1, 2]
-    assert not acc.passed and acc.problems, acc.as_dict()
-    # the same outputs compared with themselves pass the same bound: the check can pass
-    assert tracker_accuracy(ref, ref, "onnx", "int8").passed
+def _outputs(masks: list[np.ndarray], scores: list[list[float]]) -> list[TrackerOutput]:
+    return [
+        TrackerOutput(t, [1, 2], m, np.asarray(s, np.float32).reshape(2, 1))
+        for t, (m, s) in enumerate(zip(masks, scores, strict=True))
+    ]
+
+
+def test_tracker_bound_passes_equal_runs_and_names_what_fails():
+    rng = np.random.default_rng(0)
+    masks = [rng.normal(size=(2, 1, 256, 256)).astype(np.float32) for _ in range(3)]
+    ref = _outputs(masks, [[1.0, -2.0]] * 3)
+    acc = tracker_accuracy(ref, ref, "onnx", "int8")
+    assert acc.passed and acc.min_iou == 1.0 and acc.sign_agreement == 1.0
+    moved = [m.copy() for m in masks]
+    moved[2][1] = -moved[2][1]  # frame 2, object 2: the mask inverted
+    flipped = _outputs(moved, [[1.0, -2.0], [-0.5, -2.0], [1.0, -2.0]])  # frame 1 object 1 flips
+    acc = tracker_accuracy(flipped, ref, "onnx", "int8")
+    assert not acc.passed and acc.growth()["worst_frame"] == 2
+    assert any("IoU" in p and "frame 2" in p for p in acc.problems), acc.problems
+    assert any("sign differs" in p and "frame 1 object 1" in p for p in acc.problems), acc.problems
     assert QUANT_TRACKER[("onnx", "int8")].min_iou == 0.95
 
-    # and the command: exit 1, the scenario's failure named, the JSON report and plot written
+
+def test_verify_fails_the_over_quantized_recipe(quantized_bundle, tmp_path):
+    """The real path: verify tracks the scenario with the int8_full artifacts and the fp32 ones."""
     out = tmp_path / "verify.json"
     r = CliRunner().invoke(
         app,
@@ -78,6 +92,9 @@ def test_tracker_bound_fails_the_over_quantized_recipe(quantized_bundle, tmp_pat
     assert r.exit_code == 1, r.output
     assert "onnx int8 scenario" in r.output and "FAIL" in r.output
     rep = json.loads(out.read_text())
-    tr = rep["quantization"]["onnx/int8"]["tracker"]
-    assert not tr["passed"] and len(tr["per_frame_min_iou"]) == FRAMES
+    q = rep["quantization"]["onnx/int8"]
+    assert q["against"] == "onnx fp32" and set(q["graphs"]) == set(quantized_bundle.contracts)
+    tr = q["tracker"]
+    assert not tr["passed"] and tr["problems"] and len(tr["per_frame_min_iou"]) == FRAMES
+    assert tr["obj_ids"] == [1, 2]
     assert (tmp_path / "onnx.int8.iou.png").stat().st_size > 1000
