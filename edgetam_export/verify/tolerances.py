@@ -107,7 +107,7 @@ _INT8_ONNX = (
     "0.99825 (feat_s1), 0.99847 (logits), 0.99946 (memory). One uint8 step of a tensor's range "
     "is 1/255 = 4e-3 of it and ~20 requantisations stack up, so ~2x the measured error "
     "(rel 0.15, cosine 1 - 3x the measured gap) bounds calibration and thread-count drift while "
-    "the over-quantized int8_full recipe (cosine 0.66 on memory_encoder) still fails."
+    "the over-quantized int8_full recipe (cosine 0.43 memory_encoder, 0.67 prompt_decoder) still fails."
 )
 _MIXED_ONNX = (
     "the onnx mixed recipe quantizes three graphs exactly as int8 does (same scheme, same "
