@@ -57,13 +57,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     import coremltools as ct
+    from edgetam_export.exporters.coreml_quant import compress_mlmodel
+    from edgetam_export.exporters.quantization import GraphQuant
 
     import edgetam_export.coreml_mil  # noqa: F401  (registers the W8A8 activation observer)
     from edgetam_export.bench.pack import capture_reference
     from edgetam_export.bundle import export_bundle, load_bundle
     from edgetam_export.coreml_mil.evaluator import MILEvaluator
-    from edgetam_export.exporters.coreml_quant import RECIPES, compress_mlmodel
-    from edgetam_export.exporters.quantization import GraphQuant
     from edgetam_export.verify.bundle_check import reference_runtime
     from edgetam_export.verify.metrics import compare
 
@@ -95,7 +95,9 @@ def main() -> None:
         ref = ev32.run(feeds)
         t32 = ev32.last_report.seconds
         row = {"fp32": {"bytes": _size(package(g, "fp32")), "eval_seconds": round(t32, 2)}}
-        print(f"\n{g}: fp32 {row['fp32']['bytes'] / 1e6:.2f} MB, evaluator {t32:.1f}s; {len(calib)} calibration feeds")
+        print(
+            f"\n{g}: fp32 {row['fp32']['bytes'] / 1e6:.2f} MB, evaluator {t32:.1f}s; {len(calib)} calibration feeds"
+        )
         for scheme in schemes:
             if scheme == "fp16":
                 path = package(g, "fp16")
@@ -129,7 +131,8 @@ def main() -> None:
             print(
                 f"  {scheme:13s} {entry['bytes'] / 1e6:7.2f} MB ({entry['ratio_vs_fp32']:.3f} of fp32)  "
                 + "  ".join(
-                    f"{n}: cos {m['cosine']:.6f} rel {m['rel_max_abs']:.2e}" for n, m in entry["outputs"].items()
+                    f"{n}: cos {m['cosine']:.6f} rel {m['rel_max_abs']:.2e}"
+                    for n, m in entry["outputs"].items()
                 )
                 + f"  eval {entry['eval_seconds']:.1f}s (first {first:.1f}s)  [worst {worst[0]}]"
             )
@@ -144,9 +147,9 @@ def main() -> None:
 def track(args, bundle, package, qdir, cap) -> dict:
     """Track frames 0..N-1 (a click and a box on frame 0) with fp32 and each recipe; IoU vs fp32."""
     import coremltools as ct
+    from edgetam_export.exporters.coreml_quant import RECIPES, compress_mlmodel
 
     from edgetam_export.bench.pack import PROMPTS
-    from edgetam_export.exporters.coreml_quant import RECIPES, compress_mlmodel
     from edgetam_export.procedural import procedural_frame
     from edgetam_export.runtime.coreml_runtime import CoreMLRuntime
     from edgetam_export.tracker import Tracker
@@ -191,14 +194,18 @@ def track(args, bundle, package, qdir, cap) -> dict:
             p = qdir / f"{g}.{scheme}.mlpackage"
             if not p.exists():
                 calib = [c.feeds for c in cap.calls.values() if c.graph == g and c.key.startswith("prompted")]
-                small, _ = compress_mlmodel(ct.models.MLModel(str(package(g, "fp16")), skip_model_load=True),
-                                            recipe.graphs[g], calib)
+                small, _ = compress_mlmodel(
+                    ct.models.MLModel(str(package(g, "fp16")), skip_model_load=True), recipe.graphs[g], calib
+                )
                 with _quiet():
                     small.save(str(p))
             paths[g] = p
         outs, secs = run(runtime(paths))
-        ious = [[mask_iou(r[0][k, 0], q[0][k, 0]) for k in range(r[0].shape[0])] for r, q in zip(ref, outs)]
-        signs = [bool(np.all(np.sign(r[1]) == np.sign(q[1]))) for r, q in zip(ref, outs)]
+        ious = [
+            [mask_iou(r[0][k, 0], q[0][k, 0]) for k in range(r[0].shape[0])]
+            for r, q in zip(ref, outs, strict=True)
+        ]
+        signs = [bool(np.all(np.sign(r[1]) == np.sign(q[1]))) for r, q in zip(ref, outs, strict=True)]
         size = sum(_size(p) for p in paths.values())
         report[name] = {
             "iou_per_frame": ious,

@@ -23,12 +23,12 @@ ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil.mil.ops.defs.iOS16 import constexpr_ops as ios16  # noqa: E402
 from coremltools.converters.mil.mil.ops.defs.iOS18 import compression as ios18  # noqa: E402
 from coremltools.optimize import _utils as cto_utils  # noqa: E402
+from edgetam_export.exporters.coreml_quant import compress_mlmodel  # noqa: E402
+from edgetam_export.exporters.quantization import GraphQuant  # noqa: E402
 
 from edgetam_export.coreml_mil.compression_ops import COMPRESSION_KERNELS  # noqa: E402
 from edgetam_export.coreml_mil.evaluator import MILEvaluator, program_from_mlmodel  # noqa: E402
 from edgetam_export.coreml_mil.values import OpInputs  # noqa: E402
-from edgetam_export.exporters.coreml_quant import compress_mlmodel  # noqa: E402
-from edgetam_export.exporters.quantization import GraphQuant  # noqa: E402
 from edgetam_export.verify.metrics import compare  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -48,7 +48,9 @@ def test_affine_dequantize_matches_coremltools(axis, qdtype):
     scale = RNG.uniform(1e-3, 2e-2, size=q.shape[axis]).astype(np.float16)
     zp = RNG.integers(info.min, info.max + 1, size=q.shape[axis], dtype=qdtype)
     ref = ios16.constexpr_affine_dequantize.decompress(q, zp, scale, axis)
-    got = _run("constexpr_affine_dequantize", np.float16, quantized_data=q, zero_point=zp, scale=scale, axis=axis)
+    got = _run(
+        "constexpr_affine_dequantize", np.float16, quantized_data=q, zero_point=zp, scale=scale, axis=axis
+    )
     assert ref.dtype == np.float16 and np.array_equal(got, ref)
     # scalar scale / zero point (per-tensor)
     ref = ios16.constexpr_affine_dequantize.decompress(q, zp[:1].reshape(()), scale[:1].reshape(()), axis)
@@ -94,16 +96,23 @@ def test_lut_to_dense_ios18_per_block_palettes():
     got = _run("constexpr_lut_to_dense", np.float16, indices=idx, lut=lut, vector_axis=None)
     assert np.array_equal(got, ref)
     with pytest.raises(NotImplementedError, match="vector"):
-        _run("constexpr_lut_to_dense", np.float16, indices=idx[:, :4], lut=np.zeros((3, 2, 16, 2)), vector_axis=1)
+        _run(
+            "constexpr_lut_to_dense",
+            np.float16,
+            indices=idx[:, :4],
+            lut=np.zeros((3, 2, 16, 2)),
+            vector_axis=1,
+        )
 
 
 @pytest.mark.parametrize("out_dtype", ["int8", "uint8"])
 def test_quantize_dequantize_match_coremltools(out_dtype):
     dt = np.dtype(out_dtype)
-    scale = np.float32(0.05)
+    scale = np.float32(0.0625)  # a power of two: the ties below are exact
     zp = np.array(0 if dt == np.int8 else 128, dtype=dt)
     x = RNG.normal(scale=3.0, size=(2, 40)).astype(np.float32)
     x[0, :8] = scale * (np.arange(8) - 3.5)  # exact ties: round half to even
+    x[0, 8:10] = [-0.1, 0.1]  # not ties
     x[1, :2] = [1e3, -1e3]  # clipped
     ref_q = cto_utils.quantize_by_scale_and_zp(x, scale, zp, out_dtype)
     got_q = _run("quantize", dt, input=x, scale=scale, zero_point=zp, output_dtype=out_dtype, axis=None)
@@ -120,19 +129,21 @@ def test_quantize_dequantize_match_coremltools(out_dtype):
 
 # --------------------------------------------------------------------------- (b) whole programs
 class Toy(nn.Module):
-    """(1, 8, 12, 12) -> conv 3x3 (8->32) -> GELU -> conv 1x1 (32->32) + skip -> linear 32->48 over tokens."""
+    """(1, 8, 12, 12) -> conv 3x3 (8->32) -> GELU -> conv 1x1 (32->96) -> tokens (1, 144, 96) -> linear + skip.
+
+    All three weights have >= 2048 elements, so every scheme compresses all three.
+    """
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
         self.c1 = nn.Conv2d(8, 32, 3, padding=1)
-        self.c2 = nn.Conv2d(32, 32, 1)
-        self.fc = nn.Linear(32, 48)
+        self.c2 = nn.Conv2d(32, 96, 1)
+        self.fc = nn.Linear(96, 96)
 
     def forward(self, x):
-        y = torch.nn.functional.gelu(self.c1(x))
-        y = y + self.c2(y)
-        return self.fc(y.flatten(2).transpose(1, 2))
+        t = self.c2(torch.nn.functional.gelu(self.c1(x))).flatten(2).transpose(1, 2)
+        return self.fc(t) + t
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ import pytest
 
 ct = pytest.importorskip("coremltools")
 
-import edgetam_export.coreml_mil  # noqa: E402,F401  (registers the W8A8 activation observer)
-from edgetam_export.coreml_mil.evaluator import MILEvaluator  # noqa: E402
 from edgetam_export.exporters.coreml_exporter import CoreMLExporter  # noqa: E402
 from edgetam_export.exporters.coreml_quant import (  # noqa: E402
     FLOAT_SCHEMES,
@@ -27,6 +25,9 @@ from edgetam_export.exporters.coreml_quant import (  # noqa: E402
     compress_mlmodel,
 )
 from edgetam_export.exporters.quantization import GraphQuant, resolve_recipe  # noqa: E402
+
+import edgetam_export.coreml_mil  # noqa: E402,F401  (registers the W8A8 activation observer)
+from edgetam_export.coreml_mil.evaluator import MILEvaluator  # noqa: E402
 from edgetam_export.fileio import path_size  # noqa: E402
 from edgetam_export.verify.metrics import compare  # noqa: E402
 from edgetam_export.verify.tolerances import Tolerance  # noqa: E402
@@ -82,8 +83,13 @@ def test_int8_export_within_bound_and_smaller(tmp_path, fp32_run, exported_bundl
     module = export_submodules(build_edgetam())[GRAPH]
     path = tmp_path / f"{GRAPH}.int8.mlpackage"
     with contextlib.redirect_stderr(io.StringIO()):
-        notes = CoreMLExporter()._export(module, path, "int8", {}, calibration=None, quant=RECIPES["int8"].graphs[GRAPH])
-    assert notes["quant_scheme"] == "int8_weights" and notes["compression_ops"]["constexpr_affine_dequantize"] > 0
+        notes = CoreMLExporter()._export(
+            module, path, "int8", {}, calibration=None, quant=RECIPES["int8"].graphs[GRAPH]
+        )
+    assert (
+        notes["quant_scheme"] == "int8_weights"
+        and notes["compression_ops"]["constexpr_affine_dequantize"] > 0
+    )
     assert notes["weights_dtype"].get("INT8", 0) > 0
     meta = ct.models.MLModel(str(path), skip_model_load=True).user_defined_metadata
     assert meta["com.edgetam.precision"] == "int8" and meta["com.edgetam.quant_scheme"] == "int8_weights"
@@ -96,17 +102,21 @@ def test_int8_export_within_bound_and_smaller(tmp_path, fp32_run, exported_bundl
     assert size < 0.3 * path_size(fp32_path) and size < 0.6 * fp16_size
 
     ev = MILEvaluator(path, track_ranges=False)
-    assert ev.input_specs.keys() == {n: None for n in module.contract.input_names}.keys()
+    assert list(ev.input_specs) == module.contract.input_names
     cos, rel = _worst(ref, ev.run(feeds))
-    print(f"int8: worst cosine {cos.cosine:.6f} ({cos.name}), worst rel max-abs {rel.rel_max_abs:.3e} ({rel.name})")
+    print(
+        f"int8: worst cosine {cos.cosine:.6f} ({cos.name}), worst rel max-abs {rel.rel_max_abs:.3e} ({rel.name})"
+    )
     assert not INT8_BOUND.check(cos) and not INT8_BOUND.check(rel)
 
 
 def test_two_bit_palettization_exceeds_the_bound(fp32_run, exported_bundles, tmp_path):
     """A too-aggressive setting (4 LUT entries per tensor) is caught by the same bound."""
     bundle = exported_bundles["coreml"]
-    fp16 = ct.models.MLModel(str(bundle.root / bundle.artifact("coreml", GRAPH, "fp16")["path"]), skip_model_load=True)
-    small, notes = compress_mlmodel(fp16, GraphQuant("palettize2"))
+    fp16 = ct.models.MLModel(
+        str(bundle.root / bundle.artifact("coreml", GRAPH, "fp16")["path"]), skip_model_load=True
+    )
+    small, _ = compress_mlmodel(fp16, GraphQuant("palettize2"))
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         small.save(str(tmp_path / "p2.mlpackage"))
     _, feeds, ref = fp32_run
