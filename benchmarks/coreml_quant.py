@@ -7,8 +7,8 @@ Not a test (it takes tens of minutes on 1 thread). Run by hand, e.g.
 1. exports the four graphs at fp32 and fp16 with the project's Core ML exporter (salt-0 synthetic
    weights; reused from ``--work`` if present);
 2. captures real feeds with the PyTorch reference (``capture_reference``: frame 0 with 3 prompts,
-   then ``--capture-frames`` tracked frames): the prompted frame's calls calibrate W8A8, the
-   steady-state frame's object-0 call is the held-out evaluation feed;
+   then ``--capture-frames`` tracked frames): the steady-state frame's object-0 call of each
+   graph is the held-out evaluation feed, the other captured calls calibrate W8A8;
 3. compresses the fp16 program of each graph with each scheme (``coremltools.optimize``) and
    prints the package size and, through the MIL evaluator, cosine and relative max-abs of every
    output against the fp32 program on the evaluation feed, and the evaluator's seconds;
@@ -40,6 +40,12 @@ def _quiet():
     stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     return stack
+
+
+def _calibration(cap, graph: str) -> list[dict]:
+    """Every captured call of ``graph`` except the held-out evaluation call (the steady frame's object 0)."""
+    held_out = cap.graph_benchmarks[graph]
+    return [c.feeds for c in cap.calls.values() if c.graph == graph and c.key != held_out]
 
 
 def main() -> None:
@@ -89,7 +95,7 @@ def main() -> None:
     qdir = work / "quant"
     qdir.mkdir(exist_ok=True)
     for g in graphs:
-        calib = [c.feeds for c in cap.calls.values() if c.graph == g and c.key.startswith("prompted")]
+        calib = _calibration(cap, g)
         feeds = cap.calls[cap.graph_benchmarks[g]].feeds
         ev32 = MILEvaluator(package(g, "fp32"), track_ranges=False)
         ref = ev32.run(feeds)
@@ -193,7 +199,7 @@ def track(args, bundle, package, qdir, cap) -> dict:
                 continue
             p = qdir / f"{g}.{scheme}.mlpackage"
             if not p.exists():
-                calib = [c.feeds for c in cap.calls.values() if c.graph == g and c.key.startswith("prompted")]
+                calib = _calibration(cap, g)
                 small, _ = compress_mlmodel(
                     ct.models.MLModel(str(package(g, "fp16")), skip_model_load=True), recipe.graphs[g], calib
                 )
