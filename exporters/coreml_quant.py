@@ -140,8 +140,8 @@ def _quantize_activations(mlmodel, config, stats: dict):
     """coremltools' ``linear_quantize_activations`` graph passes, fed with ``stats`` instead of ``predict``."""
     from coremltools import _SPECIFICATION_VERSION_IOS_17
     from coremltools.converters.mil.frontend.milproto import load as milproto_load
-    from coremltools.converters.mil.mil.pass_registry import PASS_REGISTRY
     from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
     from coremltools.models import utils as model_utils
 
     passes = []
