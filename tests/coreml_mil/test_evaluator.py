@@ -29,12 +29,12 @@ from edgetam_export.verify.metrics import compare
 
 ct = pytest.importorskip("coremltools")
 
+from edgetam_export.coreml_mil.compression_ops import COMPRESSION_KERNELS  # noqa: E402
 from edgetam_export.coreml_mil.evaluator import (  # noqa: E402
     MILEvaluator,
     UnsupportedMILOpError,
     load_mil_program,
 )
-from edgetam_export.coreml_mil.compression_ops import COMPRESSION_KERNELS  # noqa: E402
 from edgetam_export.coreml_mil.ops import KERNELS, VALUE_INFERENCE_OPS  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16")
