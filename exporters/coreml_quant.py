@@ -228,8 +228,8 @@ RECIPES: dict[str, Recipe] = {
             ),
             "prompt_decoder": GraphQuant(
                 "fp16",
-                why="its object-score logit decides whether an object is kept and its pointer enters the "
-                "bank; largest int8 error of the four graphs (ptr_all rel max-abs 2.4e-2): kept fp16",
+                why="largest int8 error of the four graphs (ptr_all rel max-abs 2.4e-2) and the tracker "
+                "feels it: prompted-frame mask IoU vs fp32 0.949 with an int8 decoder, 0.987 kept fp16",
             ),
             "memory_encoder": GraphQuant(
                 "int8_weights", why="small conv stack; int8 weights measured cos 0.99990 vs fp32"
