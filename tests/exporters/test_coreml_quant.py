@@ -93,7 +93,6 @@ def test_int8_export_within_bound_and_smaller(tmp_path, fp32_run, exported_bundl
         notes["quant_scheme"] == "int8_weights"
         and notes["compression_ops"]["constexpr_affine_dequantize"] > 0
     )
-    assert notes["weights_dtype"].get("INT8", 0) > 0
     meta = ct.models.MLModel(str(path), skip_model_load=True).user_defined_metadata
     assert meta["com.edgetam.precision"] == "int8" and meta["com.edgetam.quant_scheme"] == "int8_weights"
 
