@@ -12,6 +12,10 @@
 * Metadata: author, license, version, short description, one description per input and
   output from the contract, plus user-defined metadata (graph, precision, contract JSON and
   whatever the caller passes, e.g. the weights' provenance).
+* ``int8`` / ``mixed`` (quantized): the graph is converted at fp16, then compressed with
+  ``coremltools.optimize`` per the graph's ``GraphQuant`` (schemes and recipes in
+  :mod:`~edgetam_export.exporters.coreml_quant`: int8 weights, k-means palettization, W8A8);
+  a ``GraphQuant`` scheme ``"fp16"``/``"fp32"`` exports that float precision unchanged.
 * Core ML prediction needs macOS; on Linux the model is converted and saved without loading.
 """
 
@@ -28,6 +32,8 @@ from .. import __version__
 from ..backends import COREML_COMPUTE_UNITS
 from ..models.contracts import ExportModule
 from .base import Exporter, register_exporter
+from .coreml_quant import FLOAT_SCHEMES, RECIPES, compress_mlmodel
+from .quantization import GraphQuant, Recipe
 
 TARGETS = ("iOS17", "iOS18")
 METHODS = ("auto", "export", "trace")
@@ -79,6 +85,7 @@ class CoreMLExporter(Exporter):
     suffix = ".mlpackage"
     default_precision = "fp16"
     requirements: ClassVar[dict[str, str]] = {"coremltools": "coremltools==9.0"}
+    recipes: ClassVar[dict[str, Recipe]] = RECIPES
 
     def __init__(self, target: str = "iOS17", compute_units: str = "all", method: str = "auto"):
         if target not in TARGETS:
@@ -117,11 +124,31 @@ class CoreMLExporter(Exporter):
             inputs = [ct.TensorType(name=s.name, shape=s.shape, dtype=np.float32) for s in contract.inputs]
             return ct.convert(traced, inputs=inputs, **common)
 
-    def _export(self, module: ExportModule, path: Path, precision: str, metadata: dict[str, str]) -> dict:
+    def _export(
+        self,
+        module: ExportModule,
+        path: Path,
+        precision: str,
+        metadata: dict[str, str],
+        calibration: list | None = None,
+        quant: GraphQuant | None = None,
+    ) -> dict:
+        """Convert (and, for quantized precisions, compress) ``module``; save the package at ``path``.
+
+        ``calibration``: inputs of this graph in contract order (float32 tensors), used by the
+        ``w8a8`` scheme only. ``quant``: this graph's ``GraphQuant`` (quantized precisions; None
+        takes the graph's entry of the recipe named like ``precision``).
+        """
         import coremltools as ct
 
         contract = module.contract
         notes: dict = {}
+        if precision in FLOAT_SCHEMES:
+            compute = precision
+        else:
+            if quant is None:
+                quant = self.recipes[precision].graphs[contract.name]
+            compute = "fp32" if quant.scheme == "fp32" else "fp16"
         methods = ["export", "trace"] if self.method == "auto" else [self.method]
         log = io.StringIO()
         mlmodel, errors = None, []
@@ -129,7 +156,7 @@ class CoreMLExporter(Exporter):
             try:
                 # coremltools reports progress on stderr (tqdm); keep it out of the CLI's output.
                 with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
-                    mlmodel = self._convert(module, precision, method)
+                    mlmodel = self._convert(module, compute, method)
                 notes["conversion"] = "torch.export" if method == "export" else "torch.jit.trace"
                 break
             except Exception as e:
@@ -152,14 +179,26 @@ class CoreMLExporter(Exporter):
         if renamed:
             mlmodel = ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True)
         self._check_io(mlmodel.get_spec(), contract)
+        if quant is not None:
+            samples = [
+                {
+                    n: x.detach().cpu().numpy().astype("float32")
+                    for n, x in zip(contract.input_names, s, strict=True)
+                }
+                for s in calibration or []
+            ]
+            mlmodel, qnotes = compress_mlmodel(mlmodel, quant, samples)
+            notes.update(qnotes)
+            self._check_io(mlmodel.get_spec(), contract)
 
         mlmodel.author = AUTHOR
         mlmodel.license = LICENSE
         mlmodel.version = __version__
         weights = metadata.get("weights", "")
+        kind = f"{compute} compute" if quant is None else f"{quant.scheme} quantization, {compute} compute"
         mlmodel.short_description = (
             f"EdgeTAM {contract.name}: {contract.description} "
-            f"({precision} compute, float32 I/O{', weights: ' + weights if weights else ''})"
+            f"({kind}, float32 I/O{', weights: ' + weights if weights else ''})"
         )
         for s in contract.inputs:
             mlmodel.input_description[s.name] = f"{s.description} shape {list(s.shape)} {s.dtype}"
@@ -169,6 +208,7 @@ class CoreMLExporter(Exporter):
             **{str(k): str(v) for k, v in metadata.items()},
             "com.edgetam.graph": contract.name,
             "com.edgetam.precision": precision,
+            **({"com.edgetam.quant_scheme": quant.scheme} if quant is not None else {}),
             "com.edgetam.compute_units": self.compute_units,
             "com.edgetam.target": self.target,
             "com.edgetam.contract": json.dumps(contract.as_dict(), sort_keys=True),
@@ -188,6 +228,12 @@ class CoreMLExporter(Exporter):
                 "spec_version": saved.specificationVersion,
             }
         )
+        if quant is not None:
+            notes["compression_ops"] = {
+                t: n
+                for t, n in sorted(ops.items())
+                if t.startswith("constexpr_") or t in ("quantize", "dequantize")
+            }
         return notes
 
     @staticmethod

@@ -4,7 +4,9 @@ Core ML's ``predict`` only exists on macOS. This module loads the *saved* progra
 coremltools' own milproto frontend (the exact ops, constants and dtypes that ship in the
 package, after every conversion pass) and interprets it in topological order:
 
-* ``const`` ops yield their stored values (fp16 weights stay fp16);
+* ``const`` ops yield their stored values (fp16 weights stay fp16); the ``constexpr_*`` ops
+  of compressed programs (int8 / palettized weights) are decompressed on the first run and
+  cached, rounded to their declared dtype (the fp16 weight a device materializes);
 * ops listed in :data:`~edgetam_export.coreml_mil.ops.KERNELS` run our kernels (torch CPU for
   conv/matmul, fp32 compute inside);
 * data-movement ops listed in :data:`~edgetam_export.coreml_mil.ops.VALUE_INFERENCE_OPS` run
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .compression_ops import CONSTEXPR_PREFIX
 from .ops import KERNELS, VALUE_INFERENCE_OPS, OpInputs
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "MILEvaluator",
     "UnsupportedMILOpError",
     "load_mil_program",
+    "program_from_mlmodel",
 ]
 
 FP16_MAX = 65504.0
@@ -73,12 +77,18 @@ def load_mil_program(path: str | Path):
     ``(program, spec)``.
     """
     import coremltools as ct
-    from coremltools.converters.mil.frontend.milproto import load as milproto_load
 
     model = ct.models.MLModel(str(path), skip_model_load=True)
+    return program_from_mlmodel(model, str(path))
+
+
+def program_from_mlmodel(model, label: str = "model"):
+    """An in-memory ML Program ``MLModel`` (e.g. fresh from ``ct.convert``) as ``(Program, spec)``."""
+    from coremltools.converters.mil.frontend.milproto import load as milproto_load
+
     spec = model.get_spec()
     if spec.WhichOneof("Type") != "mlProgram":
-        raise ValueError(f"{path}: not an ML Program (type {spec.WhichOneof('Type')!r})")
+        raise ValueError(f"{label}: not an ML Program (type {spec.WhichOneof('Type')!r})")
     prog = milproto_load.load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir or "")
     return prog, spec
 
@@ -96,6 +106,8 @@ class EvalReport:
             (fp16 overflow included; first 20), so the origin of a NaN/inf is located.
         max_abs: ``{var name: max |value|}`` of every float op output before rounding (only
             with ``track_ranges=True``).
+        ranges: ``{var name: (min, max)}`` of the same outputs (``track_ranges=True``), e.g. the
+            activation statistics of a W8A8 calibration.
     """
 
     seconds: float = 0.0
@@ -103,6 +115,7 @@ class EvalReport:
     fp16_overflow: list[tuple[int, str, str, float]] = field(default_factory=list)
     nonfinite: list[tuple[int, str, str]] = field(default_factory=list)
     max_abs: dict[str, float] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def fp16_headroom(self) -> float:
@@ -152,6 +165,9 @@ class MILEvaluator:
         track_ranges: record ``max |value|`` of every float op output in the report (one extra
             reduction per op; also needed for the fp16 headroom figure).
         num_threads: torch intra-op threads during :meth:`run` (None: leave as is).
+        track_moves: with ``track_ranges``, also record the ranges of data-movement outputs
+            (reshape, transpose, concat, ...), so every float tensor of the program has one
+            (what a W8A8 calibration needs; see :mod:`edgetam_export.coreml_mil.calibration`).
 
     Attributes:
         input_specs / output_specs: ``{name: (shape, numpy dtype)}`` as declared by the program
@@ -165,7 +181,14 @@ class MILEvaluator:
             control-flow op with nested blocks).
     """
 
-    def __init__(self, program, function: str = "main", track_ranges: bool = True, num_threads=None):
+    def __init__(
+        self,
+        program,
+        function: str = "main",
+        track_ranges: bool = True,
+        num_threads=None,
+        track_moves: bool = False,
+    ):
         if isinstance(program, (str, Path)):
             self.source = str(program)
             program, _ = load_mil_program(program)
@@ -177,6 +200,7 @@ class MILEvaluator:
         self.function_name = function
         self.func = program.functions[function]
         self.track_ranges = track_ranges
+        self.track_moves = track_moves and track_ranges
         self.num_threads = num_threads
         self.ops = list(self.func.operations)
         self.op_counts = Counter(op.op_type for op in self.ops)
@@ -196,6 +220,7 @@ class MILEvaluator:
             else "fp32"
         )
         self.last_report = EvalReport()
+        self._constexpr: dict[int, np.ndarray] = {}  # constexpr op outputs, computed on the first run
         self._check_supported()
         self._plan_lifetimes()
 
@@ -261,7 +286,7 @@ class MILEvaluator:
         try:
             with torch.inference_mode():
                 for i, op in enumerate(self.ops):
-                    if op.op_type == "const":
+                    if op.op_type == "const" or id(op.outputs[0]) in self._constexpr:
                         continue
                     t0 = time.perf_counter()
                     outs = self._eval_op(i, op, values)
@@ -273,7 +298,10 @@ class MILEvaluator:
                                 f"MIL op type {op.op_type!r} (name {op.name!r}) at {self.location(i)}: kernel "
                                 f"returned shape {list(value.shape)}, the program declares {list(shape)}"
                             )
-                        values[id(var)] = value
+                        if op.op_type.startswith(CONSTEXPR_PREFIX):
+                            self._constexpr[id(var)] = value  # constants: never freed, never recomputed
+                        else:
+                            values[id(var)] = value
                     report.op_seconds[op.op_type] = report.op_seconds.get(op.op_type, 0.0) + (
                         time.perf_counter() - t0
                     )
@@ -286,13 +314,15 @@ class MILEvaluator:
         self.last_report = report
         result = {}
         for var in self.func.outputs:
-            result[var.name] = var.val if _is_const(var) else values[id(var)]
+            result[var.name] = var.val if _is_const(var) else self._value(var, values)
         return result
 
     def _value(self, var, values):
         vid = id(var)
         if vid in values:
             return values[vid]
+        if vid in self._constexpr:
+            return self._constexpr[vid]
         if _is_const(var):
             return var.val
         raise MILEvalError(f"value of var {var.name!r} is not available (evaluator bug)")
@@ -348,7 +378,9 @@ class MILEvaluator:
             a = np.asarray(out)
             if a.dtype == dtype or not np.issubdtype(dtype, np.floating):
                 # data movement (value_inference) or exact int/bool results: values unchanged,
-                # keep numpy views as they are (no copy, no range pass)
+                # keep numpy views as they are (no copy, no range pass unless track_moves)
+                if self.track_moves and a.size and np.issubdtype(dtype, np.floating):
+                    report.ranges[var.name] = (float(a.min()), float(a.max()))
                 return a.astype(dtype, copy=False)
             t = torch.from_numpy(np.ascontiguousarray(a))
         if not np.issubdtype(dtype, np.floating):
@@ -359,6 +391,7 @@ class MILEvaluator:
             m = math.nan if math.isnan(lo) or math.isnan(hi) else max(abs(lo), abs(hi))
             if self.track_ranges:
                 report.max_abs[var.name] = m
+                report.ranges[var.name] = (lo, hi)
             overflow = dtype == np.float16 and m >= _FP16_INF_THRESHOLD
             if overflow:
                 report.fp16_overflow.append((i, op.op_type, op.name, m))

@@ -17,6 +17,8 @@ Precision model (what "compute precision" means here):
   Neural Engine kernels (fp16 storage, wider accumulators); a device kernel that accumulates in
   fp16 would be *less* accurate than this model. See docs/COREML_EVALUATOR.md.
 * Integer and boolean ops compute exactly in numpy.
+* Compressed programs (``coremltools.optimize``): the constexpr weight-decompression ops and
+  ``quantize``/``dequantize`` live in :mod:`edgetam_export.coreml_mil.compression_ops`.
 * Data-movement ops (reshape, transpose, slicing, concat, tile, pad, select, ...) and exact
   comparisons reuse coremltools' own ``value_inference`` implementations (numpy), listed in
   :data:`VALUE_INFERENCE_OPS`; they cannot change values, only move them.
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .compression_ops import COMPRESSION_KERNELS
 from .resize_ops import RESIZE_KERNELS
 from .values import OpInputs
 
@@ -372,4 +375,6 @@ KERNELS: dict[str, Callable] = {
     "reduce_min": _reduce(_reduce_min),
     # resizing / pooling
     **RESIZE_KERNELS,
+    # compressed programs (coremltools.optimize): weight decompression, activation quantization
+    **COMPRESSION_KERNELS,
 }

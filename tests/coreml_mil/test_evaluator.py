@@ -29,6 +29,7 @@ from edgetam_export.verify.metrics import compare
 
 ct = pytest.importorskip("coremltools")
 
+from edgetam_export.coreml_mil.compression_ops import COMPRESSION_KERNELS  # noqa: E402
 from edgetam_export.coreml_mil.evaluator import (  # noqa: E402
     MILEvaluator,
     UnsupportedMILOpError,
@@ -233,7 +234,8 @@ def test_toy_programs_cover_the_kernels(toy_programs):
     for _, _, ev in toy_programs.values():
         seen |= set(ev.op_counts)
     # real prompt decoder / test_resize_bilinear_modes... / test_reciprocal_converts_to_inverse...
-    tested_elsewhere = {"equal", "resize_bilinear", "inverse"}
+    # / test_compression_ops.py (constexpr decompression, quantize/dequantize)
+    tested_elsewhere = {"equal", "resize_bilinear", "inverse", *COMPRESSION_KERNELS}
     untested = (set(KERNELS) | VALUE_INFERENCE_OPS) - seen - tested_elsewhere
     assert not untested, f"kernels without a test: {sorted(untested)}"
     real_program_ops = {

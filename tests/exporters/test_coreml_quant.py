@@ -1,0 +1,127 @@
+"""Core ML quantization: recipes as data, the exporter's int8 path on one real graph, and a failing over-quantized setting.
+
+The real-graph checks use the session's Core ML export (``exported_bundles["coreml"]``, fp32 and
+fp16 programs) and the captured reference feeds (``bench_capture``): the int8 program of
+``GRAPH`` is exported through ``CoreMLExporter._export`` and evaluated with the MIL evaluator
+against the fp32 program on the steady-state feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+ct = pytest.importorskip("coremltools")
+
+from edgetam_export.exporters.coreml_exporter import CoreMLExporter  # noqa: E402
+from edgetam_export.exporters.coreml_quant import (  # noqa: E402
+    FLOAT_SCHEMES,
+    GRAPHS,
+    RECIPES,
+    SCHEMES,
+    compress_mlmodel,
+)
+from edgetam_export.exporters.quantization import GraphQuant, resolve_recipe  # noqa: E402
+
+import edgetam_export.coreml_mil  # noqa: E402,F401  (registers the W8A8 activation observer)
+from edgetam_export.coreml_mil.evaluator import MILEvaluator  # noqa: E402
+from edgetam_export.fileio import path_size  # noqa: E402
+from edgetam_export.verify.metrics import compare  # noqa: E402
+from edgetam_export.verify.tolerances import Tolerance  # noqa: E402
+
+GRAPH = "memory_encoder"
+# Bound of the int8-weights program of GRAPH vs the fp32 program (MIL evaluator, steady-state
+# feed of the captured reference run). Measured with salt-0 weights (benchmarks/coreml_quant.py,
+# held-out steady feed): fp16 alone cos 0.999999 / rel 2.7e-3; int8 weights cos 0.999898 / rel
+# 1.8e-2; 6-bit palettization cos 0.9957 / rel 9.9e-2; 4-bit cos 0.944 / rel 0.41. The bound gives
+# int8 ~3x headroom on rel max-abs and 5x on (1 - cosine); palettization at <= 6 bits per tensor
+# (iOS17 LUTs) already exceeds it, 2 bits by more than an order of magnitude.
+INT8_BOUND = Tolerance(
+    rel_max_abs=5e-2,
+    min_cosine=0.9995,
+    why="int8 per-channel weights (127 levels per output channel) on the fp16 memory-encoder conv "
+    "stack: measured cos 0.999898 / rel 1.8e-2 vs fp32; ~3x headroom",
+)
+
+
+def test_recipes_are_data():
+    assert {"int8", "mixed", "palettize6", "palettize4", "w8a8"} <= set(RECIPES)
+    for name, r in RECIPES.items():
+        assert r.name == name and r.backend == "coreml" and r.precision in ("int8", "mixed")
+        assert set(r.graphs) == set(GRAPHS) and r.description
+        for g, q in r.graphs.items():
+            assert q.scheme in SCHEMES + FLOAT_SCHEMES and q.why, (name, g)
+    assert RECIPES["int8"].precision == "int8" and RECIPES["mixed"].precision == "mixed"
+    assert {q.scheme for q in RECIPES["int8"].graphs.values()} == {"int8_weights"}
+    assert any(q.scheme in FLOAT_SCHEMES for q in RECIPES["mixed"].graphs.values())
+    assert CoreMLExporter.recipes is RECIPES
+    assert resolve_recipe("coreml", "mixed", None) is RECIPES["mixed"]
+    assert resolve_recipe("coreml", "int8", "palettize4") is RECIPES["palettize4"]
+    with pytest.raises(ValueError, match="palettize6"):
+        resolve_recipe("coreml", "int8", "nope")
+    with pytest.raises(ValueError, match="int8_weights"):
+        compress_mlmodel(None, GraphQuant("int3"))
+
+
+@pytest.fixture(scope="module")
+def fp32_run(exported_bundles, bench_capture):
+    """(fp32 package path, steady-state feeds, fp32 program outputs) of GRAPH."""
+    bundle = exported_bundles["coreml"]
+    path = bundle.root / bundle.artifact("coreml", GRAPH, "fp32")["path"]
+    feeds = bench_capture.calls[bench_capture.graph_benchmarks[GRAPH]].feeds
+    return path, feeds, MILEvaluator(path, track_ranges=False).run(feeds)
+
+
+def _worst(ref: dict, out: dict):
+    cs = [compare(n, r.astype(np.float32), out[n].astype(np.float32)) for n, r in ref.items()]
+    return min(cs, key=lambda c: c.cosine), max(cs, key=lambda c: c.rel_max_abs)
+
+
+def test_int8_export_within_bound_and_smaller(tmp_path, fp32_run, exported_bundles):
+    from edgetam_export.models import build_edgetam, export_submodules
+
+    module = export_submodules(build_edgetam())[GRAPH]
+    path = tmp_path / f"{GRAPH}.int8.mlpackage"
+    with contextlib.redirect_stderr(io.StringIO()):
+        notes = CoreMLExporter()._export(
+            module, path, "int8", {}, calibration=None, quant=RECIPES["int8"].graphs[GRAPH]
+        )
+    assert (
+        notes["quant_scheme"] == "int8_weights"
+        and notes["compression_ops"]["constexpr_affine_dequantize"] > 0
+    )
+    meta = ct.models.MLModel(str(path), skip_model_load=True).user_defined_metadata
+    assert meta["com.edgetam.precision"] == "int8" and meta["com.edgetam.quant_scheme"] == "int8_weights"
+
+    fp32_path, feeds, ref = fp32_run
+    bundle = exported_bundles["coreml"]
+    fp16_size = path_size(bundle.root / bundle.artifact("coreml", GRAPH, "fp16")["path"])
+    size = path_size(path)
+    print(f"\n{GRAPH}: fp32 {path_size(fp32_path)} B, fp16 {fp16_size} B, int8 {size} B")
+    assert size < 0.3 * path_size(fp32_path) and size < 0.6 * fp16_size
+
+    ev = MILEvaluator(path, track_ranges=False)
+    assert list(ev.input_specs) == module.contract.input_names
+    cos, rel = _worst(ref, ev.run(feeds))
+    print(
+        f"int8: worst cosine {cos.cosine:.6f} ({cos.name}), worst rel max-abs {rel.rel_max_abs:.3e} ({rel.name})"
+    )
+    assert not INT8_BOUND.check(cos) and not INT8_BOUND.check(rel)
+
+
+def test_two_bit_palettization_exceeds_the_bound(fp32_run, exported_bundles, tmp_path):
+    """A too-aggressive setting (4 LUT entries per tensor) is caught by the same bound."""
+    bundle = exported_bundles["coreml"]
+    fp16 = ct.models.MLModel(
+        str(bundle.root / bundle.artifact("coreml", GRAPH, "fp16")["path"]), skip_model_load=True
+    )
+    small, _ = compress_mlmodel(fp16, GraphQuant("palettize2"))
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        small.save(str(tmp_path / "p2.mlpackage"))
+    _, feeds, ref = fp32_run
+    cos, rel = _worst(ref, MILEvaluator(tmp_path / "p2.mlpackage", track_ranges=False).run(feeds))
+    print(f"\npalettize2: worst cosine {cos.cosine:.6f}, worst rel max-abs {rel.rel_max_abs:.3e}")
+    assert INT8_BOUND.check(rel)
