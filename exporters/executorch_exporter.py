@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from ..models.contracts import ExportModule
 from ..models.precision import fp16_compute
+from ..models.xnnpack_forms import rewritten_types, xnnpack_forms
 from .base import Exporter, register_exporter
 
 # Structural nodes that are not compute: calls into the delegate and tuple unpacking.
@@ -84,7 +85,8 @@ class ExecuTorchExporter(Exporter):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        target = fp16_compute(module) if precision == "fp16" else module
+        lowerable = xnnpack_forms(module)  # every op in a form XNNPACK lowers (models/xnnpack_forms.py)
+        target = fp16_compute(lowerable) if precision == "fp16" else lowerable
         example = tuple(module.example_inputs())
         with torch.no_grad():
             exported = torch.export.export(target, example, strict=False)
@@ -93,6 +95,7 @@ class ExecuTorchExporter(Exporter):
         program = edge.to_executorch()
         with open(path, "wb") as f:
             program.write_to_file(f)
+        notes["rewrites"] = rewritten_types(lowerable)
         notes["weights_dtype"] = "float16" if precision == "fp16" else "float32"
         if precision == "fp16":
             notes["fp32_islands"] = f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"

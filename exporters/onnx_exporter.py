@@ -20,6 +20,7 @@ from typing import ClassVar
 from ..models.contracts import Contract, ExportModule
 from ..models.precision import fp16_compute
 from .base import Exporter, register_exporter
+from .onnx_mobile import mobile_usability
 
 _ONNX_DTYPES = {"float32": 1, "uint8": 2, "int32": 6, "float16": 10}
 
@@ -105,6 +106,7 @@ class OnnxExporter(Exporter):
         check_onnx_against_contract(proto, contract)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save_model(proto, str(path), save_as_external_data=False)
+        mobile = mobile_usability(path)  # partitions per mobile execution provider (onnx_mobile.py)
         ops = Counter(n.op_type for n in proto.graph.node)
         return {
             "opset": self.opset,
@@ -112,6 +114,7 @@ class OnnxExporter(Exporter):
             "op_types": dict(sorted(ops.items())),
             "initializers": len(proto.graph.initializer),
             "weights_dtype": "float16" if precision == "fp16" else "float32",
+            "mobile": mobile,
             **(
                 {"fp32_islands": f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"}
                 if precision == "fp16"
