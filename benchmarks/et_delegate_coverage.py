@@ -54,6 +54,20 @@ def outside_costs(path: Path, inputs: list, runs: int) -> dict:
     return out
 
 
+def parity(path: Path, inputs: list, want: list, contract) -> dict:
+    """``{output: [rel max-abs, cosine]}`` of one run of the program against the fp32 reference outputs."""
+    from executorch.runtime import Runtime
+
+    from edgetam_export.verify.metrics import compare
+
+    got = Runtime.get().load_program(path).load_method("forward").execute(inputs)
+    out = {}
+    for spec, w, g in zip(contract.outputs, want, got, strict=True):
+        c = compare(spec.name, w, g.numpy())
+        out[spec.name] = [float(f"{c.rel_max_abs:.2e}"), round(c.cosine, 8)]
+    return out
+
+
 def interleaved_ms(paths: dict[str, Path], inputs: list, iterations: int) -> dict[str, float]:
     """Median wall ms per variant, the variants run alternately (one warm-up each)."""
     from executorch.runtime import Runtime
@@ -97,16 +111,24 @@ def main() -> None:
             inputs = list(module.example_inputs())
             for precision in args.precision or ("fp32", "fp16"):
                 paths, row = {}, {"graph": graph, "precision": precision}
-                for variant, m in (("before", module), ("after", xnnpack_forms(module))):
+                with torch.no_grad():
+                    want = [w.numpy() for w in module(*inputs)]
+                variants = [("before", module), ("after", xnnpack_forms(module, half=precision == "fp16"))]
+                if precision == "fp16":
+                    variants.append(("after_fp32_islands", xnnpack_forms(module)))
+                for variant, m in variants:
                     paths[variant] = Path(tmp) / f"{graph}.{precision}.{variant}.pte"
                     t0 = time.perf_counter()
                     row[variant] = {"coverage": lower(m, precision, paths[variant])}
                     row[variant]["lower_s"] = round(time.perf_counter() - t0, 1)
+                    cov = row[variant]["coverage"]
+                    print(f"# {graph} {precision} {variant}: {cov['coverage']} {cov['non_delegated']}", flush=True)
                     row[variant]["outside_ms"] = outside_costs(paths[variant], inputs, args.profile_runs)
+                    row[variant]["parity"] = parity(paths[variant], inputs, want, module.contract)
                 for variant, ms in interleaved_ms(paths, inputs, args.iterations).items():
                     row[variant]["median_ms"] = ms
                 results.append(row)
-                for variant in ("before", "after"):
+                for variant, _ in variants:
                     r = row[variant]
                     c = r["coverage"]
                     outside = {k: v for k, v in r["outside_ms"].items() if not k.startswith("DELEGATE_CALL")}
@@ -114,7 +136,7 @@ def main() -> None:
                         f"{graph:17s} {precision} {variant:6s} coverage {100 * c['coverage']:6.2f}% "
                         f"({c['delegated_ops']} in, {c['non_delegated_ops']} out) "
                         f"median {r['median_ms']:8.1f} ms; outside ops {sum(outside.values()):7.2f} ms/run "
-                        f"{json.dumps(outside)}",
+                        f"{json.dumps(outside)} parity {json.dumps(r['parity'])}",
                         flush=True,
                     )
                 if args.out:

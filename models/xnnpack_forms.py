@@ -41,7 +41,7 @@ from .layers import LayerNorm2d
 from .mask_decoder import NUM_MASK_TOKENS, NUM_OUTPUT_TOKENS, MaskDecoder
 from .memory_attention import KEY_MASK_BIAS, MemoryAttention, split_pointers
 from .constants import IMAGE_SIZE
-from .memory_encoder import MASK_BIAS, MASK_SCALE, MemoryEncoder
+from .memory_encoder import MASK_BIAS, MASK_SCALE, CXBlock, MemoryEncoder
 from .perceiver import PerceiverResampler, SelfAttention
 from .prompt_encoder import PAD_LABEL, PromptEncoder
 from .two_way_transformer import INVALID_KEY_BIAS, Attention, TwoWayTransformer
@@ -110,6 +110,77 @@ class XnnLayerNorm2d(LayerNorm2d):
         x = d / torch.sqrt(var + self.eps)
         c = self.weight.shape[0]
         return self.weight.reshape(1, c, 1, 1) * x + self.bias.reshape(1, c, 1, 1)
+
+
+class XnnHalfLayerNorm(nn.Module):
+    """LayerNorm over the last axis (..., C) safe to compute in fp16, for fp16 programs without
+    fp32 islands: the deviations are scaled by ``2^-4`` before squaring, so the variance cannot
+    overflow fp16 until a deviation exceeds 4096 (vs 256 unscaled). Exact in real arithmetic:
+    ``y·rsqrt(mean(y²) + eps·s²)`` with ``y = s·d`` equals ``d·rsqrt(mean(d²) + eps)``.
+
+    Not a ``nn.LayerNorm`` subclass, so ``fp16_compute`` does not wrap it in an fp32 island.
+    Holds the replaced module's ``weight``/``bias`` (C,), and buffers ``avg`` (1, C) = 1/C.
+    """
+
+    scale = 2.0**-4
+
+    def __init__(self, weight: nn.Parameter, bias: nn.Parameter, eps: float, channels_dim: int):
+        super().__init__()
+        self.weight, self.bias, self.eps = weight, bias, eps
+        self.channels_dim = channels_dim  # -1: (..., C) tokens; 1: (B, C, H, W) maps
+        c = weight.shape[0]
+        shape = (1, c) if channels_dim == -1 else (1, c, 1, 1)
+        self.register_buffer("avg", torch.full(shape, 1.0 / c, dtype=weight.dtype))
+
+    def _mean(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.avg) if self.channels_dim == -1 else F.conv2d(x, self.avg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x - self._mean(x)) * self.scale
+        var = self._mean(y * y)
+        out = y * torch.rsqrt(var + self.eps * self.scale * self.scale)
+        if self.channels_dim == -1:
+            return out * self.weight + self.bias
+        c = self.weight.shape[0]
+        return self.weight.reshape(1, c, 1, 1) * out + self.bias.reshape(1, c, 1, 1)
+
+
+# Abramowitz & Stegun 7.1.26: erfc(z) ~= (a1 t + ... + a5 t^5) exp(-z^2), t = 1/(1 + p z), z >= 0,
+# absolute error <= 1.5e-7 (far below fp16's 4.9e-4 unit roundoff).
+_ERFC_P = 0.3275911
+_ERFC_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+class XnnHalfGELU(nn.Module):
+    """Exact-erf GELU from ops XNNPACK lowers in fp16 (it has no fp16 GELU): (any shape) -> same.
+
+    ``gelu(x) = x·Φ(x)``, ``Φ(x) = Q/2 + 1[x > 0]·(1 − Q)`` with ``Q = erfc(|x|/√2)`` from
+    A&S 7.1.26 (|error| <= 1.5e-7, i.e. <= 0.75e-7·|x| on gelu). Used only in fp16 programs.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("one", torch.ones(1))  # a tensor numerator: ``1.0 / t`` would be reciprocal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.abs(x) * 0.7071067811865476
+        t = self.one / (1.0 + _ERFC_P * z)
+        poly = _ERFC_A[4]
+        for a in reversed(_ERFC_A[:4]):
+            poly = poly * t + a
+        q = poly * t * torch.exp(-(z * z))
+        return x * (0.5 * q + step(x) * (1.0 - q))
+
+
+def _half_form(m: nn.Module) -> nn.Module | None:
+    """The fp16 form of a LayerNorm / LayerNorm2d / exact GELU, or None for any other module."""
+    if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
+        return XnnHalfLayerNorm(m.weight, m.bias, m.eps, -1)
+    if isinstance(m, LayerNorm2d):
+        return XnnHalfLayerNorm(m.weight, m.bias, m.eps, 1)
+    if isinstance(m, nn.GELU) and m.approximate == "none":
+        return XnnHalfGELU()
+    return None
 
 
 # ----------------------------------------------------------------------------- memory attention
@@ -185,6 +256,18 @@ class XnnMemoryEncoderExport(MemoryEncoderExport):
         return (self.spatial_perceiver(feats),)
 
 
+class XnnCXBlock(CXBlock):
+    """:class:`CXBlock` with its GELU as a module (``act``), so the fp16 form can replace it; same math."""
+
+    def _prepare(self) -> None:
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)
+        y = self.pwconv2(self.act(self.pwconv1(y)))
+        return x + (self.gamma * y).permute(0, 3, 1, 2)
+
+
 class XnnPerceiverResampler(PerceiverResampler):
     """:class:`PerceiverResampler` (batch 1) with the latents reshaped instead of expanded / repeated."""
 
@@ -203,9 +286,8 @@ class XnnPerceiverResampler(PerceiverResampler):
 
     def forward_2d(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        ws, nh, nw = self.window, h // self.window, w // self.window
-        t = x.permute(0, 2, 3, 1).reshape(b * nh, ws, nw, ws, c)
-        t = t.permute(0, 2, 1, 3, 4).reshape(b * nh * nw, ws * ws, c)
+        nh, nw = h // self.window, w // self.window
+        t = self.window_tokens(x)
         latents = self.latents_2d.reshape(self.num_latents_2d, 1, c)
         if b != 1:
             latents = latents.repeat(b, 1, 1)
@@ -357,6 +439,7 @@ _FORMS: dict[type[nn.Module], type[nn.Module]] = {
     MemoryAttentionExport: XnnMemoryAttentionExport,
     MemoryAttention: XnnMemoryAttention,
     MemoryEncoderExport: XnnMemoryEncoderExport,
+    CXBlock: XnnCXBlock,
     PerceiverResampler: XnnPerceiverResampler,
     SelfAttention: XnnSelfAttention,
     PromptDecoderExport: XnnPromptDecoderExport,
@@ -368,10 +451,14 @@ _FORMS: dict[type[nn.Module], type[nn.Module]] = {
 _UNCHANGED = (MemoryEncoder,)  # listed for the reader: its convs / GELUs already lower
 
 
-def xnnpack_forms(module: M) -> M:
-    """A deep copy of ``module`` (an export wrapper, or any module) with every sub-module of a known type in its
-    XNNPACK-lowerable form (see the module table); the argument is not modified. Same contract,
-    same ``example_inputs``; the copy is in eval mode.
+def xnnpack_forms(module: M, half: bool = False) -> M:
+    """A deep copy of ``module`` (an export wrapper, or any module) with every sub-module of a
+    known type in its XNNPACK-lowerable form (see the module table); the argument is not
+    modified. Same contract, same ``example_inputs``; the copy is in eval mode.
+
+    ``half``: for an fp16 program (``fp16_compute`` of the result). LayerNorms become
+    :class:`XnnHalfLayerNorm` (computed in fp16, no fp32 island and hence no casts) and exact
+    GELUs (including the ConvNeXt blocks', see :class:`XnnCXBlock`) become :class:`XnnHalfGELU`.
     """
     out = copy.deepcopy(module).eval()
     for m in list(out.modules()):
@@ -379,9 +466,17 @@ def xnnpack_forms(module: M) -> M:
         if form is not None:
             m.__class__ = form
             m._prepare()
+    if half:
+        for name, m in list(out.named_modules()):
+            form = _half_form(m)
+            if form is not None and name:
+                parent_name, _, child = name.rpartition(".")
+                parent = out.get_submodule(parent_name) if parent_name else out
+                setattr(parent, child, form)
     return out
 
 
 def rewritten_types(module: nn.Module) -> list[str]:
     """Names of the rewritten classes present in ``module`` (sorted, unique): for export notes."""
-    return sorted({type(m).__name__ for m in module.modules() if type(m) in _FORMS.values()})
+    forms = (*_FORMS.values(), XnnHalfLayerNorm, XnnHalfGELU)
+    return sorted({type(m).__name__ for m in module.modules() if type(m) in forms})

@@ -3,6 +3,8 @@ feeds, and the session's ExecuTorch graphs run entirely inside the XNNPACK deleg
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,8 @@ from torch import nn
 from edgetam_export.models.layers import LayerNorm2d
 from edgetam_export.models.xnnpack_forms import (
     FP16_OUTSIDE_DELEGATE,
+    XnnHalfGELU,
+    XnnHalfLayerNorm,
     XnnLayerNorm,
     XnnLayerNorm2d,
     equal,
@@ -75,6 +79,37 @@ def test_layer_norms_equal_the_reference():
         _check("features", "layer_norm_2d", ln2(x2), fast2(x2))
 
 
+def test_fp16_forms_equal_the_reference():
+    """fp32: within the rewrite tolerance; fp16: finite and within the fp16 tolerance where a
+    plainly squared deviation (> 256) would overflow fp16."""
+    g = torch.Generator().manual_seed(0)
+    x = 4.0 * torch.randn(1, 64, 32, 32, generator=g)
+    with torch.no_grad():
+        _check("features", "gelu", torch.nn.functional.gelu(x), XnnHalfGELU()(x))
+        ln = nn.LayerNorm(256)
+        ln2 = LayerNorm2d(64)
+        for p in (ln.weight, ln.bias, ln2.weight, ln2.bias):
+            p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+        fast2 = xnnpack_forms(nn.Sequential(ln2, nn.GELU()), half=True)
+        assert [type(m) for m in fast2] == [XnnHalfLayerNorm, XnnHalfGELU]
+        half = XnnHalfLayerNorm(ln.weight, ln.bias, ln.eps, -1)
+        half2 = XnnHalfLayerNorm(ln2.weight, ln2.bias, ln2.eps, 1)
+        t = 600.0 * torch.randn(1, 512, 256, generator=g)
+        _check("features", "half_layer_norm", ln(t), half(t))
+        _check("features", "half_layer_norm_2d", ln2(x * 200), half2(x * 200))
+        got = copy.deepcopy(half).half()(t.half()).float()
+        assert torch.isfinite(got).all()
+        want = ln(t)
+        problems = tolerance("executorch", "fp16", "features").check(compare("fp16 ln", want.numpy(), got.numpy()))
+        assert not problems, problems
+        gelu16 = XnnHalfGELU().half()(x.half()).float()
+        assert torch.isfinite(gelu16).all()
+        problems = tolerance("executorch", "fp16", "features").check(
+            compare("fp16 gelu", torch.nn.functional.gelu(x).numpy(), gelu16.numpy())
+        )
+        assert not problems, problems
+
+
 @pytest.fixture(scope="module")
 def wrappers(exported_bundles):
     """``{graph: (reference wrapper, rewritten copy)}`` built from the session bundle's weights."""
@@ -133,3 +168,15 @@ def test_every_executorch_graph_runs_inside_the_xnnpack_delegate(exported_bundle
         else:
             assert set(n["non_delegated"]) <= set(FP16_OUTSIDE_DELEGATE), where
         assert n["delegate_calls"] >= 1, where
+
+
+def test_rank4_window_partition_is_the_rank5_one_bit_for_bit():
+    """The perceiver's window partition (rank <= 4 for the Neural Engine) moves exactly the values
+    the former rank-5 form (B·nh, ws, nw, ws, C) did."""
+    from edgetam_export.models.perceiver import PerceiverResampler
+
+    x = torch.randn(2, 64, 64, 64, generator=torch.Generator().manual_seed(0))
+    b, c, h, w = x.shape
+    ws, nh, nw = 4, 16, 16
+    rank5 = x.permute(0, 2, 3, 1).reshape(b * nh, ws, nw, ws, c).permute(0, 2, 1, 3, 4)
+    assert torch.equal(PerceiverResampler.window_tokens(PerceiverResampler(), x), rank5.reshape(-1, ws * ws, c))
