@@ -28,11 +28,10 @@ GRAPHS = ("image_encoder", "prompt_decoder", "memory_encoder", "memory_attention
 def lower(module, precision: str, path: Path) -> dict:
     """Export ``module`` like the ExecuTorch exporter (without its rewrite) to ``path``; coverage notes."""
     import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     from edgetam_export.exporters.executorch_exporter import delegate_coverage
     from edgetam_export.models.precision import fp16_compute
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
 
     target = fp16_compute(module) if precision == "fp16" else module
     with torch.no_grad():
@@ -96,10 +95,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
-    from edgetam_export.bundle.reference import build_reference
     from edgetam_export.models.submodules import export_submodules
     from edgetam_export.models.xnnpack_forms import xnnpack_forms
+
+    from edgetam_export.bundle.reference import build_reference
 
     torch.set_num_threads(args.threads)
     model, _, _ = build_reference(None, 0)
@@ -122,7 +121,10 @@ def main() -> None:
                     row[variant] = {"coverage": lower(m, precision, paths[variant])}
                     row[variant]["lower_s"] = round(time.perf_counter() - t0, 1)
                     cov = row[variant]["coverage"]
-                    print(f"# {graph} {precision} {variant}: {cov['coverage']} {cov['non_delegated']}", flush=True)
+                    print(
+                        f"# {graph} {precision} {variant}: {cov['coverage']} {cov['non_delegated']}",
+                        flush=True,
+                    )
                     row[variant]["outside_ms"] = outside_costs(paths[variant], inputs, args.profile_runs)
                     row[variant]["parity"] = parity(paths[variant], inputs, want, module.contract)
                 for variant, ms in interleaved_ms(paths, inputs, args.iterations).items():

@@ -85,7 +85,9 @@ class ExecuTorchExporter(Exporter):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        lowerable = xnnpack_forms(module, half=precision == "fp16")  # every op in a form XNNPACK lowers (models/xnnpack_forms.py)
+        lowerable = xnnpack_forms(
+            module, half=precision == "fp16"
+        )  # every op in a form XNNPACK lowers (models/xnnpack_forms.py)
         target = fp16_compute(lowerable) if precision == "fp16" else lowerable
         example = tuple(module.example_inputs())
         with torch.no_grad():

@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .constants import IMAGE_SIZE
 from .layers import LayerNorm2d
 from .mask_decoder import NUM_MASK_TOKENS, NUM_OUTPUT_TOKENS, MaskDecoder
 from .memory_attention import KEY_MASK_BIAS, MemoryAttention, split_pointers
-from .constants import IMAGE_SIZE
 from .memory_encoder import MASK_BIAS, MASK_SCALE, CXBlock, MemoryEncoder
 from .perceiver import PerceiverResampler, SelfAttention
 from .prompt_encoder import PAD_LABEL, PromptEncoder

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from edgetam_export.cli.export import artifacts_table
 from edgetam_export.exporters.onnx_mobile import XNNPACK_NOT_CHECKED, mobile_summary
+
+from edgetam_export.cli.export import artifacts_table
 
 EPS = ("NNAPI", "CoreML_NeuralNetwork", "CoreML_MLProgram")
 

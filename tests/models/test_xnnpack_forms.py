@@ -7,8 +7,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
-
 from edgetam_export.models.layers import LayerNorm2d
 from edgetam_export.models.xnnpack_forms import (
     FP16_OUTSIDE_DELEGATE,
@@ -21,6 +19,8 @@ from edgetam_export.models.xnnpack_forms import (
     step,
     xnnpack_forms,
 )
+from torch import nn
+
 from edgetam_export.verify.bundle_check import OUTPUT_KINDS, reference_runtime
 from edgetam_export.verify.metrics import compare
 from edgetam_export.verify.tolerances import tolerance
@@ -100,7 +100,9 @@ def test_fp16_forms_equal_the_reference():
         got = copy.deepcopy(half).half()(t.half()).float()
         assert torch.isfinite(got).all()
         want = ln(t)
-        problems = tolerance("executorch", "fp16", "features").check(compare("fp16 ln", want.numpy(), got.numpy()))
+        problems = tolerance("executorch", "fp16", "features").check(
+            compare("fp16 ln", want.numpy(), got.numpy())
+        )
         assert not problems, problems
         gelu16 = XnnHalfGELU().half()(x.half()).float()
         assert torch.isfinite(gelu16).all()
@@ -176,7 +178,9 @@ def test_rank4_window_partition_is_the_rank5_one_bit_for_bit():
     from edgetam_export.models.perceiver import PerceiverResampler
 
     x = torch.randn(2, 64, 64, 64, generator=torch.Generator().manual_seed(0))
-    b, c, h, w = x.shape
+    b, c = x.shape[:2]
     ws, nh, nw = 4, 16, 16
     rank5 = x.permute(0, 2, 3, 1).reshape(b * nh, ws, nw, ws, c).permute(0, 2, 1, 3, 4)
-    assert torch.equal(PerceiverResampler.window_tokens(PerceiverResampler(), x), rank5.reshape(-1, ws * ws, c))
+    assert torch.equal(
+        PerceiverResampler.window_tokens(PerceiverResampler(), x), rank5.reshape(-1, ws * ws, c)
+    )
