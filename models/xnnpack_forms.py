@@ -17,7 +17,8 @@ construct (rejected op)                 rewrite (lowered ops)                   
 ``unsqueeze`` on a leading axis         ``reshape``                                    exact
 ``x[:, i]`` (select_copy), ``stack``    ``x[:, i:i+1]`` + ``cat``                      exact
 ``a @ B`` with a computed B (mm)        ``linear`` with B stored as a buffer          exact**
-4-D ``matmul`` (expand + bmm)           3-D ``bmm`` over (B·heads)                     exact
+int scalars (int64 constant + cast)     float scalars                                 exact
+``q @ k`` (a same-shape expand + bmm)   explicit ``bmm``; 4-D: heads folded in batch  exact
 =====================================  ============================================  =========
 
 ``*`` for finite inputs (the host sends finite tensors; a NaN in an unused slot would now
@@ -40,10 +41,11 @@ from torch import nn
 from .constants import IMAGE_SIZE
 from .layers import LayerNorm2d
 from .mask_decoder import NUM_MASK_TOKENS, NUM_OUTPUT_TOKENS, MaskDecoder
-from .memory_attention import KEY_MASK_BIAS, MemoryAttention, split_pointers
+from .memory_attention import KEY_MASK_BIAS, MemoryAttention, MemoryAttentionLayer, split_pointers
 from .memory_encoder import MASK_BIAS, MASK_SCALE, CXBlock, MemoryEncoder
-from .perceiver import PerceiverResampler, SelfAttention
+from .perceiver import CrossAttention, PerceiverResampler, SelfAttention
 from .prompt_encoder import PAD_LABEL, PromptEncoder
+from .rope import apply_rope
 from .two_way_transformer import INVALID_KEY_BIAS, Attention, TwoWayTransformer
 from .wrap_memory_attention import TOKENS_PER_PTR, TOKENS_PER_SLOT, MemoryAttentionExport
 from .wrap_memory_encoder import MemoryEncoderExport
@@ -69,6 +71,20 @@ def step(x: torch.Tensor) -> torch.Tensor:
 def equal(a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
     """``1[a == b]`` (broadcast) as ``1 − step(|a − b|)``: exact for finite a, b (``a − b = 0`` iff ``a = b``)."""
     return 1.0 - step(torch.abs(a - b))
+
+
+def bmm_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``softmax(q·kᵀ·scale + bias)·v`` with explicit ``bmm``: q (B, Nq, D), k/v (B, Nk, D), bias
+    broadcastable to (B, Nq, Nk) or None -> (B, Nq, D). ``q @ kᵀ`` on 3-D tensors decomposes to
+    a same-shape ``expand`` (not lowered) before its ``bmm``; the kernel is the same, so this is
+    bit-identical to the ``@`` form.
+    """
+    scores = torch.bmm(q, k.transpose(1, 2)) * scale
+    if bias is not None:
+        scores = scores + bias
+    return torch.bmm(torch.softmax(scores, dim=-1), v)
 
 
 # ----------------------------------------------------------------------------- layer norms
@@ -239,6 +255,28 @@ class XnnMemoryAttention(MemoryAttention):
         return self.norm(x).transpose(1, 2).reshape(b, c, h, w)
 
 
+class XnnMemoryAttentionLayer(MemoryAttentionLayer):
+    """:class:`MemoryAttentionLayer` with :func:`bmm_attention` (no matmul expand); same math."""
+
+    def _prepare(self) -> None:
+        pass
+
+    def forward(self, x, q_cos, q_sin, mem_k_spatial, mem_k_ptr, mem_v, k_cos, k_sin, key_bias, layout):
+        sa = self.self_attn
+        t = self.norm1(x)
+        q = apply_rope(sa.q_proj(t), q_cos, q_sin, layout)
+        k = apply_rope(sa.k_proj(t), q_cos, q_sin, layout)
+        x = x + sa.out_proj(bmm_attention(q, k, sa.v_proj(t), sa.scale))
+        ca = self.cross_attn_image
+        q = apply_rope(ca.q_proj(self.norm2(x)), q_cos, q_sin, layout)
+        b, s, n_slot, _ = mem_k_spatial.shape
+        k_sp = ca.k_proj(mem_k_spatial.reshape(b * s, n_slot, -1))
+        k_sp = apply_rope(k_sp, k_cos, k_sin, layout).reshape(b, s * n_slot, -1)
+        k = torch.cat([k_sp, ca.k_proj(mem_k_ptr)], dim=1)
+        x = x + ca.out_proj(bmm_attention(q, k, ca.v_proj(mem_v), ca.scale, key_bias))
+        return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
+
+
 # ----------------------------------------------------------------------------- memory encoder
 
 
@@ -296,11 +334,34 @@ class XnnPerceiverResampler(PerceiverResampler):
         return self.norm(latents.reshape(b, nh * nw, c))
 
 
+class XnnCrossAttention(CrossAttention):
+    """:class:`CrossAttention` with :func:`bmm_attention` (no matmul expand)."""
+
+    def _prepare(self) -> None:
+        pass
+
+    def forward(self, latents, x, pos=None):
+        q = self.to_q(self.norm_latents(latents))
+        kv = self.to_kv(self.norm_x(x))
+        k, v = kv[..., : self.dim_head], kv[..., self.dim_head :]
+        if pos is not None:
+            k = k + pos
+            v = v + pos
+        return self.to_out(bmm_attention(q, k, v, self.scale))
+
+
 class XnnSelfAttention(SelfAttention):
-    """:class:`SelfAttention` whose single-token path uses a stored value weight (no weight slice -> mm)."""
+    """:class:`SelfAttention` with :func:`bmm_attention`; its single-token path uses a stored value
+    weight (a weight slice would be a computed operand: mm outside the delegate)."""
 
     def _prepare(self) -> None:
         self.register_buffer("to_v_weight", self.to_kv.weight.detach()[self.dim_head :].clone())
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        t = self.norm(latents)
+        kv = self.to_kv(t)
+        k, v = kv[..., : self.dim_head], kv[..., self.dim_head :]
+        return self.to_out(bmm_attention(self.to_q(t), k, v, self.scale))
 
     def forward_single_token(self, latents: torch.Tensor) -> torch.Tensor:
         return self.to_out(F.linear(self.norm(latents), self.to_v_weight))
@@ -350,8 +411,9 @@ class XnnPromptEncoder(PromptEncoder):
         return self.dense_pe.reshape(1, *self.dense_pe.shape)
 
     def embed_points(self, xy: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        u = (xy + 0.5) / self.image_size
-        phi = 2 * torch.pi * F.linear(2 * u - 1, self.gauss_t)
+        # float scalars only: an int scalar becomes an int64 constant plus a cast outside the delegate
+        u = (xy + 0.5) / float(self.image_size)
+        phi = 2.0 * torch.pi * F.linear(2.0 * u - 1.0, self.gauss_t)
         pe = torch.cat([torch.sin(phi), torch.cos(phi)], dim=-1)  # (B, N, 256)
         is_pad = equal(labels, PAD_LABEL).unsqueeze(-1)  # (B, N, 1)
         onehot = equal(labels.unsqueeze(-1), self.label_ids)  # (B, N, 4)
@@ -438,6 +500,8 @@ _FORMS: dict[type[nn.Module], type[nn.Module]] = {
     LayerNorm2d: XnnLayerNorm2d,
     MemoryAttentionExport: XnnMemoryAttentionExport,
     MemoryAttention: XnnMemoryAttention,
+    MemoryAttentionLayer: XnnMemoryAttentionLayer,
+    CrossAttention: XnnCrossAttention,
     MemoryEncoderExport: XnnMemoryEncoderExport,
     CXBlock: XnnCXBlock,
     PerceiverResampler: XnnPerceiverResampler,
