@@ -11,6 +11,10 @@ Not a test (each lowering takes tens of seconds): run it by hand, e.g.
 the ExecuTorch exporter ships). fp16 wraps either in ``fp16_compute`` as the exporter does.
 Feeds are each graph's ``example_inputs()``. Prints one table row per graph × precision ×
 variant and writes everything as JSON.
+
+With ``--before-bundle B1 --after-bundle B2`` nothing is lowered: the ``.pte`` artifacts of two
+existing ExecuTorch bundles (e.g. exported by the previous and the current version) are compared
+(coverage from their manifests, ETDump costs, parity, interleaved latency).
 """
 
 from __future__ import annotations
@@ -92,6 +96,8 @@ def main() -> None:
     ap.add_argument("--profile-runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads while lowering")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--before-bundle", type=Path, help="compare this bundle's .pte artifacts ...")
+    ap.add_argument("--after-bundle", type=Path, help="... with this one's (no lowering)")
     args = ap.parse_args()
 
     import torch
@@ -108,29 +114,46 @@ def main() -> None:
         for graph in args.graph or GRAPHS:
             module = mods[graph]
             inputs = list(module.example_inputs())
+            with torch.no_grad():
+                want = [w.numpy() for w in module(*inputs)]
             for precision in args.precision or ("fp32", "fp16"):
-                paths, row = {}, {"graph": graph, "precision": precision}
-                with torch.no_grad():
-                    want = [w.numpy() for w in module(*inputs)]
-                variants = [("before", module), ("after", xnnpack_forms(module, half=precision == "fp16"))]
-                if precision == "fp16":
-                    variants.append(("after_fp32_islands", xnnpack_forms(module)))
-                for variant, m in variants:
-                    paths[variant] = Path(tmp) / f"{graph}.{precision}.{variant}.pte"
-                    t0 = time.perf_counter()
-                    row[variant] = {"coverage": lower(m, precision, paths[variant])}
-                    row[variant]["lower_s"] = round(time.perf_counter() - t0, 1)
-                    cov = row[variant]["coverage"]
-                    print(
-                        f"# {graph} {precision} {variant}: {cov['coverage']} {cov['non_delegated']}",
-                        flush=True,
-                    )
-                    row[variant]["outside_ms"] = outside_costs(paths[variant], inputs, args.profile_runs)
-                    row[variant]["parity"] = parity(paths[variant], inputs, want, module.contract)
+                paths, row, covs = {}, {"graph": graph, "precision": precision}, {}
+                if args.before_bundle:
+                    for variant, root in (("before", args.before_bundle), ("after", args.after_bundle)):
+                        art = _artifact(root, graph, precision)
+                        if art is not None:
+                            paths[variant], covs[variant] = root / art["path"], art["notes"]
+                else:
+                    variants = [
+                        ("before", module),
+                        ("after", xnnpack_forms(module, half=precision == "fp16")),
+                    ]
+                    if precision == "fp16":
+                        variants.append(("after_fp32_islands", xnnpack_forms(module)))
+                    for variant, m in variants:
+                        paths[variant] = Path(tmp) / f"{graph}.{precision}.{variant}.pte"
+                        covs[variant] = lower(m, precision, paths[variant])
+                if not paths:
+                    continue
+                for variant, path in paths.items():
+                    row[variant] = {
+                        "coverage": {
+                            k: covs[variant].get(k)
+                            for k in (
+                                "coverage",
+                                "delegated_ops",
+                                "non_delegated_ops",
+                                "non_delegated",
+                                "delegate_calls",
+                            )
+                        },
+                        "outside_ms": outside_costs(path, inputs, args.profile_runs),
+                        "parity": parity(path, inputs, want, module.contract),
+                    }
                 for variant, ms in interleaved_ms(paths, inputs, args.iterations).items():
                     row[variant]["median_ms"] = ms
                 results.append(row)
-                for variant, _ in variants:
+                for variant in paths:
                     r = row[variant]
                     c = r["coverage"]
                     outside = {k: v for k, v in r["outside_ms"].items() if not k.startswith("DELEGATE_CALL")}
@@ -143,6 +166,14 @@ def main() -> None:
                     )
                 if args.out:
                     args.out.write_text(json.dumps(results, indent=1))
+
+
+def _artifact(root: Path, graph: str, precision: str) -> dict | None:
+    manifest = json.loads((root / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["backend"] == "executorch" and a["graph"] == graph and a["precision"] == precision:
+            return a
+    return None
 
 
 if __name__ == "__main__":
