@@ -53,13 +53,14 @@ from .wrap_prompt_decoder import PromptDecoderExport
 
 M = TypeVar("M", bound=nn.Module)
 
-# Edge ops that stay outside the delegate in the fp16 programs, each with its reason: the fp16
-# programs keep float32 I/O and fp32 LayerNorm islands (models/precision.py), and ExecuTorch
-# 1.5's XNNPACK partitioner lowers neither dtype conversions nor fp16 GELU.
+# Edge ops that stay outside the delegate in the fp16 programs, each with its reason. Only dtype
+# conversions remain (ExecuTorch 1.5's XNNPACK partitioner lowers none): the float32 <-> float16
+# casts of the graph inputs and outputs (the contract keeps float32 I/O), and casts of 0-dim
+# constants: every Python scalar in an fp16 op (``x * 0.5``) becomes a float32 constant plus a
+# cast (a registered buffer does not: ``fp16_compute`` halves it).
 FP16_OUTSIDE_DELEGATE = {
-    "dim_order_ops._to_dim_order_copy.default": "float32 <-> float16 casts (graph I/O, LayerNorm islands): "
-    "XNNPACK's partitioner rejects dtype conversions",
-    "aten.gelu.default": "XNNPACK has no fp16 GELU (runs on the portable kernel)",
+    "dim_order_ops._to_dim_order_copy.default": "float32 -> float16 casts of the graph I/O and of 0-dim "
+    "scalar constants: XNNPACK's partitioner rejects dtype conversions",
 }
 
 
