@@ -1,13 +1,14 @@
 """ExecuTorch plugin: ``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
 
-* ``fp32``: the module as is. ``fp16``: a half copy behind float32 casts
-  (:func:`~edgetam_export.models.precision.fp16_compute`; LayerNorms stay fp32 islands: the
-  portable fp16 layer_norm overflows to NaN on real activations), so the program's inputs and outputs
-  stay float32 (the boundary casts run on portable kernels: XNNPACK does not delegate dtype
-  conversions) and XNNPACK computes in fp16.
+* Every graph is lowered in its XNNPACK form (:func:`~edgetam_export.models.xnnpack_forms.xnnpack_forms`,
+  a rewritten copy made of ops the partitioner lowers), so the fp32 programs run entirely inside
+  the delegate. ``fp16``: a half copy of that form behind float32 casts
+  (:func:`~edgetam_export.models.precision.fp16_compute`); its LayerNorms are the overflow-safe
+  fp16 form and its GELUs an exact-erf form (XNNPACK has no fp16 GELU), so no fp32 islands
+  remain. The program's inputs and outputs stay float32; those casts, and the casts of 0-dim
+  scalar constants, run on portable kernels (XNNPACK does not delegate dtype conversions).
 * fp16 size: XNNPACK stores conv weights as fp32 ("static weights", converted at load), so
   conv-heavy graphs (the image encoder) are barely smaller at fp16; linear weights are fp16.
-  XNNPACK has no fp16 GELU, so GELUs run on portable kernels at fp16.
 * Delegate coverage: the report counts the ``call_function`` nodes left outside the XNNPACK
   delegate, by op name, and the edge ops inside the delegated subgraphs.
 """
