@@ -1,13 +1,14 @@
 """ExecuTorch plugin: ``torch.export`` -> ``to_edge_transform_and_lower`` (XNNPACK) -> ``.pte``.
 
-* ``fp32``: the module as is. ``fp16``: a half copy behind float32 casts
-  (:func:`~edgetam_export.models.precision.fp16_compute`; LayerNorms stay fp32 islands: the
-  portable fp16 layer_norm overflows to NaN on real activations), so the program's inputs and outputs
-  stay float32 (the boundary casts run on portable kernels: XNNPACK does not delegate dtype
-  conversions) and XNNPACK computes in fp16.
+* Every graph is lowered in its XNNPACK form (:func:`~edgetam_export.models.xnnpack_forms.xnnpack_forms`,
+  a rewritten copy made of ops the partitioner lowers), so the fp32 programs run entirely inside
+  the delegate. ``fp16``: a half copy of that form behind float32 casts
+  (:func:`~edgetam_export.models.precision.fp16_compute`); its LayerNorms are the overflow-safe
+  fp16 form and its GELUs an exact-erf form (XNNPACK has no fp16 GELU), so no fp32 islands
+  remain. The program's inputs and outputs stay float32; those casts, and the casts of 0-dim
+  scalar constants, run on portable kernels (XNNPACK does not delegate dtype conversions).
 * fp16 size: XNNPACK stores conv weights as fp32 ("static weights", converted at load), so
   conv-heavy graphs (the image encoder) are barely smaller at fp16; linear weights are fp16.
-  XNNPACK has no fp16 GELU, so GELUs run on portable kernels at fp16.
 * Delegate coverage: the report counts the ``call_function`` nodes left outside the XNNPACK
   delegate, by op name, and the edge ops inside the delegated subgraphs.
 """
@@ -20,6 +21,7 @@ from typing import ClassVar
 
 from ..models.contracts import ExportModule
 from ..models.precision import fp16_compute
+from ..models.xnnpack_forms import rewritten_types, xnnpack_forms
 from .base import Exporter, register_exporter
 
 # Structural nodes that are not compute: calls into the delegate and tuple unpacking.
@@ -84,7 +86,10 @@ class ExecuTorchExporter(Exporter):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        target = fp16_compute(module) if precision == "fp16" else module
+        lowerable = xnnpack_forms(
+            module, half=precision == "fp16"
+        )  # every op in a form XNNPACK lowers (models/xnnpack_forms.py)
+        target = fp16_compute(lowerable) if precision == "fp16" else lowerable
         example = tuple(module.example_inputs())
         with torch.no_grad():
             exported = torch.export.export(target, example, strict=False)
@@ -93,6 +98,7 @@ class ExecuTorchExporter(Exporter):
         program = edge.to_executorch()
         with open(path, "wb") as f:
             program.write_to_file(f)
+        notes["rewrites"] = rewritten_types(lowerable)
         notes["weights_dtype"] = "float16" if precision == "fp16" else "float32"
         if precision == "fp16":
             notes["fp32_islands"] = f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"

@@ -24,6 +24,7 @@ from typing import ClassVar
 from ..models.contracts import Contract, ExportModule
 from ..models.precision import fp16_compute
 from .base import Exporter, register_exporter
+from .onnx_mobile import mobile_usability
 from .onnx_quant import RECIPES, output_accuracy, quantize_onnx
 from .quantization import GraphQuant, Recipe
 
@@ -170,6 +171,7 @@ class OnnxExporter(Exporter):
         proto = program.model_proto
         self._finish(proto, contract, metadata, label or precision)
         onnx.save_model(proto, str(path), save_as_external_data=False)
+        mobile = mobile_usability(path)  # partitions per mobile execution provider (onnx_mobile.py)
         ops = Counter(n.op_type for n in proto.graph.node)
         return {
             "opset": self.opset,
@@ -177,6 +179,7 @@ class OnnxExporter(Exporter):
             "op_types": dict(sorted(ops.items())),
             "initializers": len(proto.graph.initializer),
             "weights_dtype": "float16" if precision == "fp16" else "float32",
+            "mobile": mobile,
             **(
                 {"fp32_islands": f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"}
                 if precision == "fp16"

@@ -21,6 +21,9 @@ from torch import nn
 
 from .layers import LayerNorm2d
 
+MASK_SCALE = 20.0  # memory-encoder mask range: m'·MASK_SCALE + MASK_BIAS (official sigmoid_scale/bias)
+MASK_BIAS = -10.0
+
 
 class MaskDownSampler(nn.Module):
     """(B, 1, 1024, 1024) scaled mask -> (B, 256, 64, 64)."""
@@ -102,7 +105,10 @@ class MemoryEncoder(nn.Module):
 
 
 def scale_mask_for_memory(
-    mask_logits: torch.Tensor, binarize: torch.Tensor | float, scale: float = 20.0, bias: float = -10.0
+    mask_logits: torch.Tensor,
+    binarize: torch.Tensor | float,
+    scale: float = MASK_SCALE,
+    bias: float = MASK_BIAS,
 ) -> torch.Tensor:
     """Memory-encoder mask input from logits: ``(binarize·1[m>0] + (1−binarize)·sigmoid(m))·scale + bias``.
 

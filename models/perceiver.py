@@ -166,16 +166,23 @@ class PerceiverResampler(nn.Module):
             latents = layer(latents, tokens, self.input_pos)
         return self.norm(latents)
 
-    def forward_2d(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 64, 64, 64) -> (B, 256, 64): latent i over the 16 tokens of 4×4 window i, no pos.
+    def window_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B·nh·nw, ws·ws, C): the tokens of each ws×ws window (windows and tokens row-major).
 
-        The window partition keeps every tensor at rank ≤ 5 (Core ML limit): the batch is folded
-        into the window-row axis instead of adding a sixth dimension.
+        Every intermediate has rank ≤ 4 (the Neural Engine's layout; Core ML stops at 5): the
+        column offset inside a window is folded into the channel axis, ``(B·nh, ws, nw, ws·C)``,
+        then window columns and rows swap. Pure data movement, so the values are exact.
         """
         b, c, h, w = x.shape
         ws, nh, nw = self.window, h // self.window, w // self.window
-        t = x.permute(0, 2, 3, 1).reshape(b * nh, ws, nw, ws, c)  # (B·16, 4, 16, 4, C)
-        t = t.permute(0, 2, 1, 3, 4).reshape(b * nh * nw, ws * ws, c)  # (B·256, 16, C)
+        t = x.permute(0, 2, 3, 1).reshape(b * nh, ws, nw, ws * c)  # [b·nh+wy, i, wx, j·C+c]
+        return t.permute(0, 2, 1, 3).reshape(b * nh * nw, ws * ws, c)  # [(b·nh+wy)·nw+wx, i·ws+j, c]
+
+    def forward_2d(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 64, 64, 64) -> (B, 256, 64): latent i over the 16 tokens of 4×4 window i, no pos."""
+        b, c, h, w = x.shape
+        nh, nw = h // self.window, w // self.window
+        t = self.window_tokens(x)  # (B·256, 16, C)
         latents = self.latents_2d.unsqueeze(1).repeat(b, 1, 1)  # (B·256, 1, C)
         for layer in self.layers:
             latents = layer(latents, t, None, single_token=True)

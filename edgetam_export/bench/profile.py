@@ -54,13 +54,25 @@ def executorch_top_ops(path: str | Path, inputs: list) -> list[dict]:
     Delegated work appears as XNNPACK delegate events (``delegated`` true); everything else
     ran on ExecuTorch's portable/optimized kernels outside the delegate.
     """
+    acc, delegated = executorch_op_costs(path, inputs)
+    return _top({k: (ms, n) for k, (ms, n, _) in acc.items()}, delegated)
+
+
+def executorch_op_costs(path: str | Path, inputs: list, runs: int = 1) -> tuple[dict, dict]:
+    """Per-event ETDump costs of ``runs`` executions of the ``.pte`` at ``path``.
+
+    Returns ``({event name: (ms summed over the runs, event count, runs)}, {event name: delegated})``; names
+    of delegated ops carry the backend prefix (``XnnpackBackend:...``), ``DELEGATE_CALL`` is the
+    whole delegate call, and every other name is an op that ran outside the delegate.
+    """
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
 
     with tempfile.TemporaryDirectory() as tmp:
         program = Runtime.get().load_program(Path(path), enable_etdump=True)
         method = program.load_method("forward")
-        method.execute(inputs)
+        for _ in range(runs):
+            method.execute(inputs)
         etdump = Path(tmp) / "run.etdp"
         program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
         inspector = Inspector(etdump_path=str(etdump))
@@ -77,7 +89,7 @@ def executorch_top_ops(path: str | Path, inputs: list) -> list[dict]:
                 acc[name][1] += 1
                 # DELEGATE_CALL is the whole XNNPACK delegate (it contains the delegated ops' time)
                 delegated[name] = bool(ev.is_delegated_op) or ev.name == "DELEGATE_CALL"
-    return _top(acc, delegated)
+    return {k: (ms, n, runs) for k, (ms, n) in acc.items()}, delegated
 
 
 def profile_setting(setting) -> dict[str, list[dict]]:

@@ -53,10 +53,14 @@ def _notes_summary(a: dict) -> str:
         w = ", ".join(f"{k}x{v}" for k, v in n.get("weights_dtype", {}).items())
         return f"{n.get('conversion', '?')}, {n.get('target', '?')}, {n.get('mil_ops', '?')} MIL ops, weights {w}"
     if a["backend"] == "onnx":
+        from ..exporters.onnx_mobile import mobile_summary
+
         quant = f", {n['quant_scheme']}" if "quant_scheme" in n else ""
+        mobile = mobile_summary(n)
         return (
             f"opset {n.get('opset', '?')}, {n.get('nodes', '?')} nodes, weights {n.get('weights_dtype', '?')}"
             + quant
+            + (f"; {mobile}" if mobile else "")
         )
     return ""
 

@@ -1,5 +1,5 @@
 """Static ANE-readiness report: each rule fires on a toy program built to trip it, and the report
-of the session's Core ML fp16 export names the rank-5 window partition in memory_encoder."""
+of the session's Core ML fp16 export finds no tensor of rank > 4."""
 
 from __future__ import annotations
 
@@ -60,9 +60,8 @@ def test_session_coreml_fp16_bundle(exported_bundles):
     by_graph = {r.graph: r for r in reports}
     assert set(by_graph) == {"image_encoder", "prompt_decoder", "memory_encoder", "memory_attention"}
     assert all(r.precision == "fp16" and r.n_ops > 0 for r in reports)
-    # the perceiver's 4x4 window partition is the one rank-5 spot of the default export
-    rank5 = by_graph["memory_encoder"].by_rule(RANK_RULE)
-    assert rank5 and all("rank 5" in f.detail for f in rank5)
+    # the perceiver's 4x4 window partition, the former rank-5 spot, is rank <= 4 now: no graph has one
+    assert not any(r.by_rule(RANK_RULE) for r in reports), [r.by_rule(RANK_RULE) for r in reports]
     # the fp16 programs compute in fp16 between the float32 I/O casts
     assert not any(r.by_rule(FP32_RULE) for r in reports)
     assert all(r.boundary_casts for r in reports)
