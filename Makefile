@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # The test command also holds the layers contract, so a back-edge fails CI.
 test: $(STAMP)
 	$(PY) dev/lint_imports.py
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

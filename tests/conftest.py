@@ -69,11 +69,31 @@ def exported_bundles(tmp_path_factory):
     ``{"main": Bundle with onnx + executorch at fp32 and fp16, "coreml": Bundle with coreml at
     fp32 and fp16}``. Core ML sits in its own bundle so its conversion can fail independently.
     """
+    import subprocess
+    import sys
+
     from edgetam_export.bundle import export_bundle, load_bundle
 
     root = tmp_path_factory.mktemp("exports")
-    export_bundle(root / "main", ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)
-    export_bundle(root / "coreml", ["coreml"], precisions=["fp32", "fp16"], salt=0)
+    # The Core ML conversion runs in a second process while this one exports ONNX + ExecuTorch:
+    # exporting is mostly single-threaded, so the two overlap on a 2-core machine.
+    coreml = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from edgetam_export.bundle import export_bundle; "
+            "export_bundle(sys.argv[1], ['coreml'], precisions=['fp32', 'fp16'], salt=0)",
+            str(root / "coreml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        export_bundle(root / "main", ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)
+    finally:
+        log, _ = coreml.communicate()
+    assert coreml.returncode == 0, f"Core ML export failed:\n{log}"
     return {"main": load_bundle(root / "main"), "coreml": load_bundle(root / "coreml")}
 
 

@@ -65,6 +65,9 @@ def pack_cmd(
     ),
     iterations: int = typer.Option(10, "--iterations"),
     warmup: int = typer.Option(3, "--warmup"),
+    frames: str | None = typer.Option(
+        None, "--frames", help="keep only these frames and their calls (comma-separated, e.g. tracked_1obj)"
+    ),
 ) -> None:
     """Write a bench pack: one (backend, precision)'s artifacts, captured reference I/O, and the plan."""
     from ..bench._deps import BundleError
@@ -77,7 +80,14 @@ def pack_cmd(
     try:
         b.select(backend, precision)
         out_path = write_pack(
-            b, backend, precision, out, track_frames=track_frames, warmup=warmup, iterations=iterations
+            b,
+            backend,
+            precision,
+            out,
+            track_frames=track_frames,
+            warmup=warmup,
+            iterations=iterations,
+            frames=[f for f in frames.split(",") if f] if frames else None,
         )
     except (BundleError, ValueError) as e:
         _fail(str(e))

@@ -40,7 +40,7 @@ def fake_adb(tmp_path, monkeypatch) -> Path:
     return device
 
 
-def test_push_run_pull(fake_adb, host_bench, bench_pack, tmp_path):
+def test_push_run_pull(fake_adb, bench_pack, host_bench, tmp_path):
     out = tmp_path / "result.json"
     run = run_on_device(
         bench_pack,
@@ -72,7 +72,7 @@ def test_push_run_pull(fake_adb, host_bench, bench_pack, tmp_path):
     assert len(shell) == 1 and "taskset 1 " in shell[0][3] and "--threads 1" in shell[0][3]
 
 
-def test_device_errors(fake_adb, host_bench, bench_pack, tmp_path):
+def test_device_errors(fake_adb, bench_pack, host_bench, tmp_path):
     with pytest.raises(DeviceRunError, match="not found"):
         run_on_device(bench_pack, tmp_path / "r.json", "no-such-serial", binary=host_bench)
     with pytest.raises(DeviceRunError, match="no edgetam_bench binary"):
@@ -87,7 +87,7 @@ def test_device_errors(fake_adb, host_bench, bench_pack, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_cli_hook(fake_adb, host_bench, bench_pack, tmp_path):
+def test_cli_hook(fake_adb, bench_pack, host_bench, tmp_path):
     from typer.testing import CliRunner
 
     from edgetam_export.cli import app

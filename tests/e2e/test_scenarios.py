@@ -32,6 +32,19 @@ def test_scenario_matches_official(name, parity):
     assert ious and min(ious.values()) >= 0.999
 
 
+def test_refinement_queued_until_propagation_matches_official(parity):
+    """Issue 9 item 1: a negative then a positive click on a tracked frame, each its own call with
+    ``clear_old_inputs=False`` and neither run before ``propagate_in_video_iterator(start_frame_idx=4)``,
+    give the official predictor's result (which runs each click at once: each refines the last)."""
+    name = "refine_same_frame"
+    sc = SCENARIOS[name]
+    tracker = Tracker.from_reference(_model(sc), fill_hole_area=0, feature_cache_size=64)
+    queued = frozenset(k for k, op in enumerate(sc["ops"]) if op.get("frame_idx") == 4)
+    assert len(queued) == 3
+    ious = replay(tracker, name, sc, load_arrays(name), parity, "official", "fp32", deferred_ops=queued)
+    assert any(".op6_f4." in k for k in ious) and min(ious.values()) >= 0.999
+
+
 def test_salt1_image_features(parity):
     from edgetam_export.preprocessing import preprocess
     from edgetam_export.procedural import procedural_frame
