@@ -13,9 +13,9 @@ reusing a work folder, e.g.
   disk, object 2 a box on the square, both on frame 0), recording every graph call. Frames
   0..``--calib-frames``-1 give the calibration tuples, the later frames the held-out accuracy
   feeds (``calib.pkl``).
-* ``export``: one ``.pte`` per (graph, variant) in ``pte/`` (variants: :data:`VARIANTS`; a
-  variant is one GraphQuant per graph), with the exporter's notes (delegate coverage, ops kept
-  fp32) in ``pte/<graph>.<variant>.json``.
+* ``export``: one ``.pte`` per (graph, GraphQuant) in ``pte/`` (variants: :data:`VARIANTS`; a
+  variant is one GraphQuant per graph; variants share programs), with the exporter's notes
+  (delegate coverage, ops kept fp32) beside it as ``.json``.
 * ``accuracy``: cosine and relative max-abs (``edgetam_export.verify.metrics``) of every
   output of each variant against the fp32 program on the held-out feeds.
 * ``latency``: per graph, fp32 and the variant interleaved in one process (ExecuTorch Python
@@ -57,9 +57,13 @@ VARIANTS: dict[str, dict[str, GraphQuant]] = {
     "fp32": {g: GraphQuant("fp32") for g in GRAPH_NAMES},
     **{name: dict(r.graphs) for name, r in RECIPES.items()},
     "all_static": _ALL,
-    "no_elementwise": {g: GraphQuant(_STATIC, ("add", "mul", "cat")) for g in GRAPH_NAMES},
     "dynamic": {g: GraphQuant("int8_dynamic") for g in GRAPH_NAMES},
 }
+
+
+def _key(gq: GraphQuant) -> str:
+    """File stem of one GraphQuant's program: variants sharing a graph's GraphQuant share the program."""
+    return gq.scheme + (("-keep-" + "+".join(gq.keep_float)) if gq.keep_float else "")
 
 
 def _runtime_model():
@@ -119,7 +123,7 @@ def cmd_export(args) -> None:
     for variant in args.variants.split(","):
         for graph in args.graphs.split(","):
             quant = VARIANTS[variant][graph]
-            path = work / "pte" / f"{graph}.{variant}.pte"
+            path = work / "pte" / f"{graph}.{_key(quant)}.pte"
             if path.exists() and not args.force:
                 continue
             calib = [
@@ -131,7 +135,7 @@ def cmd_export(args) -> None:
             )
             notes["export_seconds"] = round(time.perf_counter() - t0, 1)
             notes["size_bytes"] = path.stat().st_size
-            (work / "pte" / f"{graph}.{variant}.json").write_text(json.dumps(notes, indent=1))
+            path.with_suffix(".json").write_text(json.dumps(notes, indent=1))
             print(
                 f"{graph:17s} {variant:15s} {path.stat().st_size / 1e6:7.2f} MB  {notes['export_seconds']:6.1f} s  "
                 f"coverage {notes.get('coverage')} outside {notes.get('non_delegated')}",
@@ -170,7 +174,7 @@ class PteRuntime(Runtime):
 
 
 def _paths(work: Path, variant_of: dict[str, str]) -> dict[str, Path]:
-    return {g: work / "pte" / f"{g}.{v}.pte" for g, v in variant_of.items()}
+    return {g: work / "pte" / f"{g}.{_key(VARIANTS[v][g])}.pte" for g, v in variant_of.items()}
 
 
 def cmd_accuracy(args) -> None:
@@ -228,6 +232,16 @@ def cmd_latency(args) -> None:
                 f"({args.iterations} interleaved, {args.threads} threads)",
                 flush=True,
             )
+
+
+def cmd_sizes(args) -> None:
+    work = Path(args.work)
+    base = {g: p.stat().st_size for g, p in _paths(work, dict.fromkeys(GRAPH_NAMES, "fp32")).items()}
+    for variant in args.variants.split(","):
+        sizes = {g: p.stat().st_size for g, p in _paths(work, dict.fromkeys(GRAPH_NAMES, variant)).items()}
+        per = "  ".join(f"{g} {sizes[g] / 1e6:.2f} MB ({sizes[g] / base[g]:.0%})" for g in GRAPH_NAMES)
+        total = sum(sizes.values())
+        print(f"{variant:15s} total {total / 1e6:.2f} MB = {total / sum(base.values()):.1%} of fp32;  {per}")
 
 
 def _plan(spec: str) -> dict[str, str]:
@@ -290,7 +304,7 @@ def main(argv=None) -> int:
     c = sub.add_parser("capture")
     c.add_argument("--calib-frames", type=int, default=8)
     c.add_argument("--eval-frames", type=int, default=4)
-    for name in ("export", "accuracy", "latency"):
+    for name in ("export", "accuracy", "latency", "sizes"):
         s = sub.add_parser(name)
         s.add_argument("--variants", default="int8")
         s.add_argument("--graphs", default=",".join(GRAPH_NAMES))
@@ -308,6 +322,7 @@ def main(argv=None) -> int:
         "accuracy": cmd_accuracy,
         "latency": cmd_latency,
         "track": cmd_track,
+        "sizes": cmd_sizes,
     }[args.cmd](args)
     return 0
 
