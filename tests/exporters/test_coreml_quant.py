@@ -30,21 +30,11 @@ import edgetam_export.coreml_mil  # noqa: E402,F401  (registers the W8A8 activat
 from edgetam_export.coreml_mil.evaluator import MILEvaluator  # noqa: E402
 from edgetam_export.fileio import path_size  # noqa: E402
 from edgetam_export.verify.metrics import compare  # noqa: E402
-from edgetam_export.verify.tolerances import Tolerance  # noqa: E402
+from edgetam_export.verify.tolerances import tolerance  # noqa: E402
 
 GRAPH = "memory_encoder"
-# Bound of the int8-weights program of GRAPH vs the fp32 program (MIL evaluator, steady-state
-# feed of the captured reference run). Measured with salt-0 weights (benchmarks/coreml_quant.py,
-# held-out steady feed): fp16 alone cos 0.999999 / rel 2.7e-3; int8 weights cos 0.999898 / rel
-# 1.8e-2; 6-bit palettization cos 0.9957 / rel 9.9e-2; 4-bit cos 0.944 / rel 0.41. The bound gives
-# int8 ~3x headroom on rel max-abs and 5x on (1 - cosine); palettization at <= 6 bits per tensor
-# (iOS17 LUTs) already exceeds it, 2 bits by more than an order of magnitude.
-INT8_BOUND = Tolerance(
-    rel_max_abs=5e-2,
-    min_cosine=0.9995,
-    why="int8 per-channel weights (127 levels per output channel) on the fp16 memory-encoder conv "
-    "stack: measured cos 0.999898 / rel 1.8e-2 vs fp32; ~3x headroom",
-)
+# The table's (coreml, int8) memory bound; its reason records the measurement.
+INT8_BOUND = tolerance("coreml", "int8", "memory")
 
 
 def test_recipes_are_data():

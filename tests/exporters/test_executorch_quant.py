@@ -24,25 +24,14 @@ from edgetam_export.exporters.quantization import GraphQuant, recipes_for, resol
 from edgetam_export.models.constants import GRAPH_NAMES
 
 from edgetam_export.verify.metrics import compare
-from edgetam_export.verify.tolerances import Tolerance
+from edgetam_export.verify.tolerances import tolerance
 
 pytest.importorskip("executorch")
 
 GRAPH = "memory_encoder"
 
-# The bound of the "memory" tensor kind at int8 (to move into verify/tolerances.py as the
-# (executorch, int8) row). Measured on salt-0 synthetic weights with
-# benchmarks/executorch_quant_measure.py: the int8 recipe's memory_encoder program, calibrated
-# on 8 reference-run calls, on 8 held-out calls: worst cosine 0.99703, worst rel max-abs 0.232
-# vs the fp32 program; quantizing the elementwise ops too (the over-quantized config below)
-# gives 0.968-0.985 / 0.39-0.50 on tracked (sigmoid) memories.
-BOUND = Tolerance(
-    rel_max_abs=0.3,
-    min_cosine=0.993,
-    why="int8 per-tensor activations (256 levels) through ~12 quantized conv/linear layers: measured "
-    "held-out worst 0.232 rel max-abs / cosine 0.99703; 0.3 / 0.993 leaves ~30% and 2x error-energy "
-    "headroom and still fails quantized elementwise ops (0.39-0.50 / 0.968-0.985).",
-)
+# The table's (executorch, int8) memory bound; its reason records the measurement.
+BOUND = tolerance("executorch", "int8", "memory")
 
 
 def test_recipes_are_data_covering_every_graph():
