@@ -38,7 +38,7 @@ def test_recipes_are_data_covering_every_graph():
     assert recipes_for("executorch") == RECIPES
     assert resolve_recipe("executorch", "int8", None).name == "int8"
     assert resolve_recipe("executorch", "mixed", None).precision == "mixed"
-    with pytest.raises(ValueError, match="available: int8, mixed"):
+    with pytest.raises(ValueError, match=r"choose one of: int8 \(int8\), mixed \(mixed\)"):
         resolve_recipe("executorch", "int8", "int4")
     assert exporter_class("executorch").recipes is RECIPES
     for recipe in RECIPES.values():

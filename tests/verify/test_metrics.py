@@ -46,7 +46,9 @@ def test_table_is_complete_and_justified():
     for (backend, precision), kinds in TOLERANCES.items():
         for kind, tol in kinds.items():
             assert tol.why, (backend, precision, kind)
-            assert 0 < tol.rel_max_abs < 0.1 and 0.99 <= tol.min_cosine <= 1
+            # float rows stay below 10% of scale; int8 rows (one step = 1/255 of a range) below 50%
+            bound = 0.1 if precision in ("fp32", "fp16") else 0.5
+            assert 0 < tol.rel_max_abs < bound and 0.99 <= tol.min_cosine <= 1, (backend, precision, kind)
     for key in MASK_IOU:
         assert key in TOLERANCES or key[0] == "official"
     with pytest.raises(KeyError):
