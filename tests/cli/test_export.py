@@ -147,7 +147,7 @@ def test_verify_refuses_tampered_bundle(cli_bundle, tmp_path):
         (["--checkpoint", "does-not-exist.pt"], "checkpoint not found"),
         (["--max-points", "0"], "must be >= 1"),
         (["--backend", "tflite"], "tflite"),
-        (["--precision", "int8"], "int8"),
+        (["--precision", "int4"], "int4"),
     ],
 )
 def test_export_bad_arguments(tmp_path, args, message):
