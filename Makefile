@@ -6,6 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= build/export
 CHECKPOINT ?=
+# pytest-xdist workers of `make test` (the session export runs in the background beside them).
+TEST_WORKERS ?= 2
 
 .PHONY: venv test lint format export bench clean
 
@@ -22,7 +24,7 @@ $(STAMP): pyproject.toml
 # The test command also holds the layers contract, so a back-edge fails CI.
 test: $(STAMP)
 	$(PY) dev/lint_imports.py
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,14 @@ import torch
 
 from edgetam_export.procedural import procedural_video
 from edgetam_export.tracker import Tracker
+from edgetam_export.verify.metrics import Comparison
 from edgetam_export.verify.parity import ParityRecorder
+from tests import session_export
 
 GOLDEN = Path(__file__).parent / "golden"
 
-torch.set_num_threads(2)
+# Two threads for a lone pytest process; one per process when pytest-xdist runs two workers.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")
@@ -62,38 +66,84 @@ def frame_tensor():
     return get
 
 
+def _shared_dir(config) -> Path:
+    """A directory every process of this session sees: the session's basetemp, or under
+    pytest-xdist the controller's (the parent of each worker's ``popen-gwN``)."""
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _export_root(config) -> Path:
+    return _shared_dir(config) / "session-export"
+
+
+# Session fixtures that only the background export provides, and the groups whose tests must share
+# one pytest-xdist worker because they share an expensive session fixture or a build directory.
+_EXPORT_FIXTURES = {"exported_bundles", "quantized_bundle", "bench_capture"}
+# (android_harness tests share the native build directory and its background builds.)
+_GROUPS = {"quantized_bundle": "quantized", "bench_pack": "native", "host_bench": "native"}
+_DIR_GROUPS = {"tests/android_harness/": "native"}
+
+
+def _module_key(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Order the tests so that the modules needing no bundle run first (while the session export
+    runs in the background, see :func:`pytest_collection_finish`).
+
+    Every test gets an ``xdist_group``: its module, or a shared group (:data:`_GROUPS`) for the
+    modules that need the same expensive fixture, so ``--dist loadgroup`` keeps a module (and
+    its module fixtures) on one worker. The order is the same in every worker.
+    """
+    needs_export: dict[str, bool] = {}
+    group: dict[str, str] = {}
+    for item in items:
+        mod = _module_key(item)
+        names = set(getattr(item, "fixturenames", ()))
+        needs_export[mod] = needs_export.get(mod, False) or bool(names & _EXPORT_FIXTURES)
+        for fixture, g in _GROUPS.items():
+            if fixture in names:
+                group[mod] = g
+        for prefix, g in _DIR_GROUPS.items():
+            if mod.startswith(prefix):
+                group[mod] = g
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group.get(_module_key(item), _module_key(item))))
+    # Export-free modules first; among the others, the shared groups (longest) first.
+    items.sort(key=lambda it: (needs_export[_module_key(it)], _module_key(it) not in group))
+
+
+def pytest_collection_finish(session):
+    """Start the background export once the selection is final, if a selected test needs it."""
+    if session.config.option.collectonly:
+        return
+    if any(set(getattr(it, "fixturenames", ())) & _EXPORT_FIXTURES for it in session.items):
+        session_export.start(_export_root(session.config))
+
+
+def pytest_unconfigure(config):
+    session_export.finish(wait_for_it=bool(os.environ.get("PYTEST_XDIST_WORKER")))
+
+
 @pytest.fixture(scope="session")
-def exported_bundles(tmp_path_factory):
-    """The one real export of a test session (salt-0 synthetic weights), shared by every test file.
+def exported_bundles(pytestconfig):
+    """The one real export of a test session (salt-0 synthetic weights), shared by every test file
+    and every xdist worker (made in the background by :mod:`tests.session_export`).
 
     ``{"main": Bundle with onnx + executorch at fp32 and fp16, "coreml": Bundle with coreml at
     fp32 and fp16}``. Core ML sits in its own bundle so its conversion can fail independently.
     """
-    import subprocess
-    import sys
+    from edgetam_export.bundle import load_bundle
 
-    from edgetam_export.bundle import export_bundle, load_bundle
-
-    root = tmp_path_factory.mktemp("exports")
-    # The Core ML conversion runs in a second process while this one exports ONNX + ExecuTorch:
-    # exporting is mostly single-threaded, so the two overlap on a 2-core machine.
-    coreml = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from edgetam_export.bundle import export_bundle; "
-            "export_bundle(sys.argv[1], ['coreml'], precisions=['fp32', 'fp16'], salt=0)",
-            str(root / "coreml"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    root = _export_root(pytestconfig)
+    session_export.start(root)  # no-op if the collection hook started it
     try:
-        export_bundle(root / "main", ["onnx", "executorch"], precisions=["fp32", "fp16"], salt=0)
-    finally:
-        log, _ = coreml.communicate()
-    assert coreml.returncode == 0, f"Core ML export failed:\n{log}"
+        session_export.wait(root)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
     return {"main": load_bundle(root / "main"), "coreml": load_bundle(root / "coreml")}
 
 
@@ -124,13 +174,10 @@ def quantized_bundle(exported_bundles, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bench_capture(exported_bundles):
+def bench_capture(exported_bundles, pytestconfig):
     """One captured reference tracking run (prompt on frame 0, 1 tracked frame) shared by every
-    bench pack of the session (tests/bench, tests/android_harness)."""
-    from edgetam_export.bench.pack import capture_reference
-    from edgetam_export.verify.bundle_check import reference_runtime
-
-    return capture_reference(reference_runtime(exported_bundles["main"]), track_frames=1)
+    bench pack of the session (tests/bench, tests/android_harness); made by the session export."""
+    return session_export.load_capture(_export_root(pytestconfig))
 
 
 NUM_FRAMES = 12
@@ -178,6 +225,20 @@ _RECORDER = ParityRecorder()
 def parity() -> ParityRecorder:
     """Records every parity comparison; the table is printed at the end of the run."""
     return _RECORDER
+
+
+def pytest_sessionfinish(session):
+    """xdist worker: hand the parity rows to the controller, which prints the table."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["parity_rows"] = [(b, p, k, asdict(c), ok) for b, p, k, c, ok in _RECORDER.rows]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist controller: collect a finished worker's parity rows."""
+    for b, p, k, c, ok in node.workeroutput.get("parity_rows", []):
+        _RECORDER.rows.append((b, p, k, Comparison(**c), ok))
 
 
 def pytest_terminal_summary(terminalreporter):
