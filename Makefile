@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 # The test command also holds the layers contract, so a back-edge fails CI.
 test: $(STAMP)
 	$(PY) dev/lint_imports.py
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -77,43 +77,64 @@ def _export_root(config) -> Path:
     return _shared_dir(config) / "session-export"
 
 
-# Session fixtures that only the background export provides, and the groups whose tests must share
-# one pytest-xdist worker because they share an expensive session fixture or a build directory.
+# Session fixtures that only the background export provides.
 _EXPORT_FIXTURES = {"exported_bundles", "quantized_bundle", "bench_capture"}
-# (android_harness tests share the native build directory and its background builds.)
-_GROUPS = {"quantized_bundle": "quantized", "bench_pack": "native", "host_bench": "native"}
-_DIR_GROUPS = {"tests/android_harness/": "native"}
+# pytest-xdist work units (:func:`pytest_xdist_make_scheduler`): a test module runs whole on one
+# worker (its module fixtures are built once), except these modules of independent heavy tests
+# (no module fixtures), whose tests are spread; android_harness/ is one unit (one native build
+# directory, its builds started in the background by its conftest).
+_SPLIT_MODULES = {"tests/e2e/test_scenarios.py", "tests/e2e/test_bundle_tracking.py"}
+_UNIT_DIRS = {"tests/android_harness/": "native"}
 
 
-def _module_key(item) -> str:
-    return item.nodeid.split("::", 1)[0]
+def _module_key(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module, its own id (split modules) or a directory group."""
+    mod = _module_key(nodeid)
+    for prefix, unit in _UNIT_DIRS.items():
+        if mod.startswith(prefix):
+            return unit
+    return nodeid if mod in _SPLIT_MODULES else mod
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule work units (:func:`_work_unit`) in collection order (see
+    :func:`pytest_collection_modifyitems`), not xdist's largest-unit-first reorder."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return UnitScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Order the tests so that the modules needing no bundle run first (while the session export
-    runs in the background, see :func:`pytest_collection_finish`).
-
-    Every test gets an ``xdist_group``: its module, or a shared group (:data:`_GROUPS`) for the
-    modules that need the same expensive fixture, so ``--dist loadgroup`` keeps a module (and
-    its module fixtures) on one worker. The order is the same in every worker.
-    """
+    """Order the tests so that the modules needing no bundle run first, while the session export
+    runs in the background (:func:`pytest_collection_finish`): the split modules (many long
+    independent tests) lead, and the native group leads the modules that wait for the export.
+    The order is the same in every worker."""
     needs_export: dict[str, bool] = {}
-    group: dict[str, str] = {}
     for item in items:
-        mod = _module_key(item)
+        mod = _module_key(item.nodeid)
         names = set(getattr(item, "fixturenames", ()))
         needs_export[mod] = needs_export.get(mod, False) or bool(names & _EXPORT_FIXTURES)
-        for fixture, g in _GROUPS.items():
-            if fixture in names:
-                group[mod] = g
-        for prefix, g in _DIR_GROUPS.items():
-            if mod.startswith(prefix):
-                group[mod] = g
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group.get(_module_key(item), _module_key(item))))
-    # Export-free modules first; among the others, the shared groups (longest) first.
-    items.sort(key=lambda it: (needs_export[_module_key(it)], _module_key(it) not in group))
+
+    def key(item):
+        mod = _module_key(item.nodeid)
+        return (
+            needs_export[mod],
+            _work_unit(item.nodeid) not in _UNIT_DIRS.values(),
+            mod not in _SPLIT_MODULES,
+        )
+
+    items.sort(key=key)
 
 
 def pytest_collection_finish(session):
