@@ -20,8 +20,10 @@ from tests import session_export
 
 GOLDEN = Path(__file__).parent / "golden"
 
+# This process is a pytest-xdist worker (not the controller, not a lone pytest).
+XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 # Two threads for a lone pytest process; one per process when pytest-xdist runs two workers.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+torch.set_num_threads(1 if XDIST_WORKER else 2)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +72,7 @@ def _shared_dir(config) -> Path:
     """A directory every process of this session sees: the session's basetemp, or under
     pytest-xdist the controller's (the parent of each worker's ``popen-gwN``)."""
     base = config._tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return base.parent if XDIST_WORKER else base
 
 
 def _export_root(config) -> Path:
@@ -146,7 +148,7 @@ def pytest_collection_finish(session):
 
 
 def pytest_unconfigure(config):
-    session_export.finish(wait_for_it=bool(os.environ.get("PYTEST_XDIST_WORKER")))
+    session_export.finish(wait_for_it=XDIST_WORKER)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ goes to ``ROOT/export.log``.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -23,12 +22,18 @@ import time
 import traceback
 from pathlib import Path
 
+from edgetam_export.fileio import write_json_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 STATUS = "status.json"
 PID = "pid"
 LOG = "export.log"
 CAPTURE = "capture.pkl"
 CAPTURE_TRACK_FRAMES = 1
+
+
+# Popen handles of exports this process started (reaped by :func:`wait` and at exit).
+_CHILDREN: list[subprocess.Popen] = []
 
 
 def start(root: Path) -> None:
@@ -48,10 +53,6 @@ def start(root: Path) -> None:
         )
         (root / PID).write_text(str(proc.pid))
         _CHILDREN.append(proc)
-
-
-# Popen handles of exports this process started (reaped by :func:`wait` and at exit).
-_CHILDREN: list[subprocess.Popen] = []
 
 
 def finish(wait_for_it: bool) -> None:
@@ -79,11 +80,11 @@ def wait(root: Path) -> dict:
 
     Raises ``RuntimeError`` (with the export log) if it failed or its process died.
     """
+    pid = int((root / PID).read_text())
     while True:
         if (root / STATUS).exists():
             status = json.loads((root / STATUS).read_text())
             break
-        pid = int((root / PID).read_text())
         if not _alive(pid):
             time.sleep(0.5)  # the status file may land just after the process ends
             if (root / STATUS).exists():
@@ -144,9 +145,7 @@ def main(argv: list[str]) -> int:
     except BaseException as e:  # every failure must reach the waiting tests
         traceback.print_exc()
         status = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    tmp = root / (STATUS + ".tmp")
-    tmp.write_text(json.dumps(status))
-    os.replace(tmp, root / STATUS)
+    write_json_atomic(root / STATUS, status)
     return 0 if status["ok"] else 1
 
 
