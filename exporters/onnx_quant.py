@@ -1,7 +1,10 @@
 """ONNX quantization: the ONNX recipes (data) and quantizing one float ``.onnx`` with ``onnxruntime.quantization``.
 
 Pipeline for one graph: the float32 model from the dynamo exporter ->
-``quant_pre_process`` (ORT graph optimisation + shape inference) -> either
+``quant_pre_process`` (shape inference; ORT's graph optimisation is skipped because its
+constant folding would re-materialise the factored position tables, 12 MB of float32 that the
+float export keeps as 128 KB factors; ORT runs the same optimisations in memory when it loads
+the quantized model) -> either
 
 * ``int8_static``: ``quantize_static`` in QDQ format, per-channel symmetric int8 weights, uint8
   activations (the CPU-EP recommendation on x86 with VNNI: U8S8, no reduced range), MinMax
@@ -160,6 +163,33 @@ def nodes_to_exclude(model, keep_float: tuple[str, ...]) -> list[str]:
     return out
 
 
+def fold_weight_transposes(model) -> int:
+    """Replace every ``Transpose`` of an initializer by the transposed initializer, in place; return how many.
+
+    The one constant folding the quantizer needs (a MatMul weight reached through a Transpose
+    would otherwise be quantized like an activation: per tensor, uint8), done without ORT's
+    optimizer, which would also fold the factored position tables back into full tables.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    uses = Counter(i for n in model.graph.node for i in n.input)
+    folded = 0
+    for node in list(model.graph.node):
+        if node.op_type != "Transpose" or node.input[0] not in inits:
+            continue
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        w = numpy_helper.to_array(inits[node.input[0]])
+        t = numpy_helper.from_array(np.ascontiguousarray(np.transpose(w, perm)), node.output[0])
+        model.graph.initializer.append(t)
+        model.graph.node.remove(node)
+        uses[node.input[0]] -= 1
+        if uses[node.input[0]] == 0:
+            model.graph.initializer.remove(inits[node.input[0]])
+        folded += 1
+    return folded
+
+
 class _Reader:
     """``CalibrationDataReader`` over captured tuples: one ``{input name: float32 array}`` per call."""
 
@@ -231,8 +261,10 @@ def quantize_onnx(
 
     with tempfile.TemporaryDirectory(prefix="onnxq-", dir=out_path.parent) as td, _quiet_root_logger():
         pre = Path(td) / "pre.onnx"
-        quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+        quant_pre_process(str(float_path), str(pre), skip_optimization=True, skip_symbolic_shape=True)
         model = onnx.load(str(pre))
+        if fold_weight_transposes(model):
+            onnx.save(model, str(pre))
         # Scopes ("name:" rules) live in the exporter's node metadata, which ORT's optimizer
         # drops: match them on the float model too (unfused nodes keep their names).
         exclude = sorted(

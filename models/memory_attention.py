@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .position_encoding import sine_position_encoding
+from .position_encoding import GridTable, sine_position_encoding
 from .rope import ROPE_LAYOUTS, apply_rope, axial_rope_tables, rotate_half_permutation
 
 KEY_MASK_BIAS = -1e4  # additive bias of an invalid key; finite so fp16 stays NaN-free
@@ -54,6 +54,17 @@ class RoPEAttention(nn.Module):
         self.v_proj = nn.Linear(kv_in_dim, dim)
         self.out_proj = nn.Linear(dim, dim)
         self.scale = dim**-0.5
+
+
+def rotate_2d_latents(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    """RoPE on the 2-D latents of memory slots: k (B·S, 512, D) -> (B·S, 512, D).
+
+    Tokens ``[0, 512 − N)`` (the global latents) pass unchanged, tokens ``[512 − N, 512)`` are
+    rotated by cos/sin (N, D/2). Equal, for finite k, to rotating all 512 tokens with identity
+    rows (cos 1, sin 0) for the global latents, as the official table does.
+    """
+    n_global = k.shape[1] - cos.shape[0]
+    return torch.cat([k[:, :n_global], apply_rope(k[:, n_global:], cos, sin, layout)], dim=1)
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -86,7 +97,8 @@ class MemoryAttentionLayer(nn.Module):
 
         x (B, 4096, 256); q_cos/q_sin (4096, 128); mem_k_spatial (B, S, 512, 64) = M + P of the
         slots; mem_k_ptr (B, T, 64) pointer tokens; mem_v (B, Nk, 64) = [M slots; pointers];
-        k_cos/k_sin (512, 128) per-slot key tables (identity on the 256 global latents);
+        k_cos/k_sin (256, 128) key tables of a slot's 2-D latents (its 256 global latents are
+        not rotated);
         key_bias (B, 1, Nk) or None.
         """
         # 1. self-attention with RoPE on q and k
@@ -101,7 +113,7 @@ class MemoryAttentionLayer(nn.Module):
         q = apply_rope(ca.q_proj(self.norm2(x)), q_cos, q_sin, layout)
         b, s, n_slot, _ = mem_k_spatial.shape
         k_sp = ca.k_proj(mem_k_spatial.reshape(b * s, n_slot, -1))  # (B·S, 512, 256)
-        k_sp = apply_rope(k_sp, k_cos, k_sin, layout).reshape(b, s * n_slot, -1)
+        k_sp = rotate_2d_latents(k_sp, k_cos, k_sin, layout).reshape(b, s * n_slot, -1)
         k = torch.cat([k_sp, ca.k_proj(mem_k_ptr)], dim=1)  # (B, Nk, 256)
         x = x + ca.out_proj(attention(q, k, ca.v_proj(mem_v), ca.scale, key_bias))
 
@@ -112,13 +124,16 @@ class MemoryAttentionLayer(nn.Module):
 class MemoryAttention(nn.Module):
     """Memory-conditioned features: vis (B, 256, 64, 64) + memory bank -> pix (B, 256, 64, 64).
 
-    Buffers (constants, not in the checkpoint):
+    Constants (not in the checkpoint):
 
-    * ``curr_pos`` (4096, 256): sine encoding of the 64×64 grid (added ×0.1 to the input);
-    * ``rope_q_cos`` / ``rope_q_sin`` (4096, 128): RoPE of the 64×64 query grid (self-attention
-      q and k, cross-attention q);
-    * ``rope_k_cos`` / ``rope_k_sin`` (512, 128): RoPE of one memory slot: identity (cos 1,
-      sin 0) on the 256 global latents, the 16×16 grid on the 256 2-D latents.
+    * ``curr_pos()`` (4096, 256): sine encoding of the 64×64 grid (added ×0.1 to the input);
+    * ``rope_q_cos()`` / ``rope_q_sin()`` (4096, 128): RoPE of the 64×64 query grid
+      (self-attention q and k, cross-attention q);
+      these three are :class:`~.position_encoding.GridTable` s (row and column factors,
+      rebuilt exactly by one add), so artifacts carry 128 KB instead of 8 MB;
+    * ``rope_k_cos()`` / ``rope_k_sin()`` (256, 128): RoPE of the 16×16 grid of one memory
+      slot's 2-D latents (GridTables); its 256 global latents are not rotated (the official
+      identity rows, cos 1 / sin 0, leave them exactly unchanged).
 
     ``rope_layout`` is ``"pairs"`` (checkpoint channel order) until :meth:`fold_rotate_half_`
     permutes the q/k projections for the export-friendly ``"halves"`` form.
@@ -139,19 +154,14 @@ class MemoryAttention(nn.Module):
         )
         self.norm = nn.LayerNorm(self.dim)
         self.rope_layout = "pairs"
-        curr_pos = sine_position_encoding(self.dim, self.grid, self.grid).flatten(1).t().contiguous()
-        self.register_buffer("curr_pos", curr_pos, persistent=False)
+        curr_pos = sine_position_encoding(self.dim, self.grid, self.grid).flatten(1).t()
+        self.curr_pos = GridTable(curr_pos, self.grid, self.grid)
         q_cos, q_sin = axial_rope_tables(self.dim, self.grid, self.grid, self.rope_theta)
-        self.register_buffer("rope_q_cos", q_cos, persistent=False)
-        self.register_buffer("rope_q_sin", q_sin, persistent=False)
+        self.rope_q_cos = GridTable(q_cos, self.grid, self.grid)
+        self.rope_q_sin = GridTable(q_sin, self.grid, self.grid)
         m_cos, m_sin = axial_rope_tables(self.dim, self.mem_grid, self.mem_grid, self.rope_theta)
-        n_global = self.tokens_per_slot - m_cos.shape[0]
-        self.register_buffer(
-            "rope_k_cos", torch.cat([torch.ones(n_global, self.dim // 2), m_cos]), persistent=False
-        )
-        self.register_buffer(
-            "rope_k_sin", torch.cat([torch.zeros(n_global, self.dim // 2), m_sin]), persistent=False
-        )
+        self.rope_k_cos = GridTable(m_cos, self.mem_grid, self.mem_grid)
+        self.rope_k_sin = GridTable(m_sin, self.mem_grid, self.mem_grid)
 
     @torch.no_grad()
     def fold_rotate_half_(self) -> MemoryAttention:
@@ -203,20 +213,22 @@ class MemoryAttention(nn.Module):
         if n_sp % self.tokens_per_slot:
             raise ValueError(f"spatial memory has {n_sp} tokens, not a multiple of {self.tokens_per_slot}")
         s = n_sp // self.tokens_per_slot
-        x = vis.flatten(2).transpose(1, 2) + 0.1 * self.curr_pos  # (B, 4096, 256)
+        x = vis.flatten(2).transpose(1, 2) + 0.1 * self.curr_pos()  # (B, 4096, 256)
         mem_k_spatial = (mem_spatial + mem_spatial_pos).reshape(b, s, self.tokens_per_slot, self.mem_dim)
         mem_v = torch.cat([mem_spatial, ptr_tokens], dim=1)
         bias = None if key_bias is None else key_bias.unsqueeze(1)
+        q_cos, q_sin = self.rope_q_cos(), self.rope_q_sin()  # (4096, 128) each
+        k_cos, k_sin = self.rope_k_cos(), self.rope_k_sin()  # (256, 128) each
         for layer in self.layers:
             x = layer(
                 x,
-                self.rope_q_cos,
-                self.rope_q_sin,
+                q_cos,
+                q_sin,
                 mem_k_spatial,
                 ptr_tokens,
                 mem_v,
-                self.rope_k_cos,
-                self.rope_k_sin,
+                k_cos,
+                k_sin,
                 bias,
                 self.rope_layout,
             )

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .position_encoding import sine_position_encoding
+from .position_encoding import GridTable, sine_position_encoding
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -52,16 +52,14 @@ class CrossAttention(nn.Module):
         self.scale = dim_head**-0.5
         self.dim_head = dim_head
 
-    def forward(
-        self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``pos`` (N, dim_head) or None: added to both k and v after projection."""
+    def forward(self, latents: torch.Tensor, x: torch.Tensor, pos: GridTable | None = None) -> torch.Tensor:
+        """``pos`` a (N, dim_head) table or None: added to both k and v after projection."""
         q = self.to_q(self.norm_latents(latents))
         kv = self.to_kv(self.norm_x(x))
         k, v = kv[..., : self.dim_head], kv[..., self.dim_head :]
         if pos is not None:
-            k = k + pos
-            v = v + pos
+            k = pos.add_to(k)
+            v = pos.add_to(v)
         return self.to_out(attention(q, k, v, self.scale))
 
 
@@ -107,7 +105,7 @@ class PerceiverLayer(nn.Module):
         self,
         latents: torch.Tensor,
         x: torch.Tensor,
-        pos: torch.Tensor | None = None,
+        pos: GridTable | None = None,
         single_token: bool = False,
     ) -> torch.Tensor:
         """``single_token``: every latent sequence has length 1 (the 2-D path)."""
@@ -123,8 +121,9 @@ class PerceiverLayer(nn.Module):
 class PerceiverResampler(nn.Module):
     """Memory map (B, 64, 64, 64) -> memory tokens (B, 512, 64): ``[global 256; 2-D 256]``.
 
-    Buffers (constants, not in the checkpoint): ``input_pos`` (4096, 64) sine encoding of the
-    64×64 input grid (global path keys/values), ``output_pos`` (512, 64) = ``[0; sine16]``,
+    Constants (not in the checkpoint): ``input_pos()`` (4096, 64) sine encoding of the
+    64×64 input grid (global path keys/values; a factored
+    :class:`~.position_encoding.GridTable`), buffer ``output_pos`` (512, 64) = ``[0; sine16]``,
     the position encoding of the output tokens.
     """
 
@@ -144,9 +143,9 @@ class PerceiverResampler(nn.Module):
         self.norm = nn.LayerNorm(dim)
         n2d = self.grid // self.window  # 16 windows per side
         assert n2d * n2d == self.num_latents_2d
-        pos_in = sine_position_encoding(dim, self.grid, self.grid).flatten(1).t().contiguous()
+        pos_in = sine_position_encoding(dim, self.grid, self.grid).flatten(1).t()
         pos_2d = sine_position_encoding(dim, n2d, n2d).flatten(1).t()
-        self.register_buffer("input_pos", pos_in, persistent=False)
+        self.input_pos = GridTable(pos_in, self.grid, self.grid)
         self.register_buffer(
             "output_pos",
             torch.cat([torch.zeros(self.num_latents, dim), pos_2d]).contiguous(),

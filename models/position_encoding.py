@@ -2,6 +2,9 @@
 
 Export note: building these inside ``forward`` breaks Core ML conversion (lifted
 constants), so every consumer registers the result of these functions as a buffer.
+Large per-token tables whose channels each vary along one grid axis only are stored
+factored (:class:`GridTable`): an artifact then carries two small factors instead of the
+table (4 MB -> 128 KB for a 64×64×256 table), and rebuilding it in the graph is one add.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 
 def sine_position_encoding(
@@ -36,3 +40,38 @@ def sine_position_encoding(
     px = torch.stack((px[:, :, 0::2].sin(), px[:, :, 1::2].cos()), dim=3).flatten(2)
     py = torch.stack((py[:, :, 0::2].sin(), py[:, :, 1::2].cos()), dim=3).flatten(2)
     return torch.cat((py, px), dim=2).permute(2, 0, 1).contiguous()
+
+
+class GridTable(nn.Module):
+    """A constant (H·W, C) token table (tokens row-major) stored as a row and a column factor.
+
+    Every channel of the table must depend on the row only or on the column only, as in the
+    sine encoding (first half y, second half x) and the axial RoPE tables. The factors are
+    ``rows`` (H, 1, C), zero in the column channels, and ``cols`` (1, W, C), zero in the row
+    channels; ``forward()`` returns ``(rows + cols).reshape(H·W, C)``, equal to the table bit
+    for bit (each sum adds an exact 0). Buffers are non-persistent: not in any checkpoint.
+    """
+
+    def __init__(self, table: torch.Tensor, height: int, width: int):
+        super().__init__()
+        t = table.detach().reshape(height, width, -1)
+        by_row = (t == t[:, :1]).all(dim=1).all(dim=0)  # (C,) constant along each row
+        rows = torch.where(by_row, t[:, :1], torch.zeros_like(t[:, :1]))
+        cols = torch.where(by_row, torch.zeros_like(t[:1]), t[:1])
+        if not torch.equal(rows + cols, t):
+            raise ValueError("GridTable needs every channel to vary along the rows or the columns only")
+        self.register_buffer("rows", rows.contiguous(), persistent=False)  # (H, 1, C)
+        self.register_buffer("cols", cols.contiguous(), persistent=False)  # (1, W, C)
+
+    def forward(self) -> torch.Tensor:
+        """The table: (H·W, C)."""
+        return (self.rows + self.cols).reshape(-1, self.rows.shape[-1])
+
+    def add_to(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + table`` for x (B, H·W, C), as ``(x + rows) + cols``: equal to it bit for bit.
+
+        Every op takes ``x``, so no exporter can constant-fold the factors back into the full
+        table (ONNX's optimizer folds constant subgraphs up to 2^18 elements).
+        """
+        h, w, c = self.rows.shape[0], self.cols.shape[1], self.rows.shape[2]
+        return (x.reshape(-1, h, w, c) + self.rows + self.cols).reshape(x.shape)

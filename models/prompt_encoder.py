@@ -54,6 +54,41 @@ class RandomFourierPE(nn.Module):
         return self.encode(u).permute(2, 0, 1).contiguous()
 
 
+class DenseFourierTable(nn.Module):
+    """The dense PE (2F, H, W) of a :class:`RandomFourierPE`, stored as per-axis sin/cos factors.
+
+    The angle is a sum of an x term and a y term, φ = φx(x) + φy(y), so
+    ``sin φ = sin φx·cos φy + cos φx·sin φy`` and ``cos φ = cos φx·cos φy − sin φx·sin φy``.
+    Factors ``sx``/``cx`` (F, 1, W) and ``sy``/``cy`` (F, H, 1) are computed in float64;
+    ``forward()`` rebuilds the (2F, H, W) table with four products and two sums, within ~1e-6
+    of the direct float32 table (whose own angle rounding is of that order). An artifact then
+    carries 4·F·(H+W) values instead of 2F·H·W (128 KB instead of 4 MB). Export forms only:
+    the reference keeps the direct ``dense_pe`` buffer.
+    """
+
+    def __init__(self, pe: RandomFourierPE, height: int, width: int):
+        super().__init__()
+        g = pe.positional_encoding_gaussian_matrix.detach()
+        g64 = g.double()
+        xs = (torch.arange(width, dtype=torch.float64) + 0.5) / width
+        ys = (torch.arange(height, dtype=torch.float64) + 0.5) / height
+        phx = (2 * math.pi * ((2 * xs - 1)[:, None] * g64[0])).t()  # (F, W)
+        phy = (2 * math.pi * ((2 * ys - 1)[:, None] * g64[1])).t()  # (F, H)
+        for name, v in (
+            ("sx", phx.sin()[:, None, :]),
+            ("cx", phx.cos()[:, None, :]),
+            ("sy", phy.sin()[:, :, None]),
+            ("cy", phy.cos()[:, :, None]),
+        ):
+            self.register_buffer(name, v.to(g.dtype).contiguous(), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        """The dense PE: (2F, H, W), channels ``[sin φ; cos φ]`` as in :meth:`RandomFourierPE.dense`."""
+        sin = self.sx * self.cy + self.cx * self.sy
+        cos = self.cx * self.cy - self.sx * self.sy
+        return torch.cat([sin, cos], dim=0)
+
+
 class PromptEncoder(nn.Module):
     """Sparse (points) and dense (mask) prompt embeddings, EdgeTAM config (256-d, 64x64 grid).
 

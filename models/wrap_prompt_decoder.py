@@ -20,7 +20,7 @@ from torch import nn
 from .contracts import Contract, ExportModule, TensorSpec
 from .layers import MLP
 from .mask_decoder import MaskDecoder
-from .prompt_encoder import PAD_LABEL, PromptEncoder
+from .prompt_encoder import PAD_LABEL, DenseFourierTable, PromptEncoder
 
 
 def prompt_decoder_contract(max_points: int = 8) -> Contract:
@@ -114,8 +114,10 @@ class PromptDecoderExport(ExportModule):
             self.no_mem_embed = no_mem_embed
         else:
             self.register_buffer("no_mem_embed", no_mem_embed.detach().reshape(1, 1, -1).clone())
-        # The dense PE derives from the (already loaded) Gaussian matrix; make sure it is current.
+        # The dense PE derives from the (already loaded) Gaussian matrix; the export form stores
+        # it factored (128 KB instead of 4 MB in every artifact), the reference keeps the table.
         prompt_encoder.refresh_dense_pe()
+        self.dense_pe = DenseFourierTable(prompt_encoder.pe_layer, prompt_encoder.grid, prompt_encoder.grid)
         self.contract = prompt_decoder_contract(max_points)
 
     def forward(
@@ -141,11 +143,12 @@ class PromptDecoderExport(ExportModule):
         sparse = pe.embed_points(xy, label)  # (1, NP, 256)
 
         m = has_mask.reshape(1, 1, 1, 1)
-        mask = torch.where(m > 0.5, mask_in, torch.zeros_like(mask_in))  # keep the unused branch finite
+        # keep the unused branch finite; a broadcast (1, 1, 1, 1) zero, not a 256×256 constant
+        mask = torch.where(m > 0.5, mask_in, torch.zeros_like(m))
         dense = m * pe.embed_mask(mask) + (1.0 - m) * pe.no_mask_dense()  # (1, 256, 64, 64)
 
         masks, iou, mask_tokens, obj_logit = self.mask_decoder(
-            pix, pe.get_dense_pe(), sparse, dense, feat_s0, feat_s1, keep.to(pix.dtype)
+            pix, self.dense_pe().unsqueeze(0), sparse, dense, feat_s0, feat_s1, keep.to(pix.dtype)
         )
         ptr_all = self.obj_ptr_proj(mask_tokens)  # (1, 4, 256)
         return masks, iou, obj_logit, ptr_all

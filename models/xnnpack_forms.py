@@ -41,7 +41,13 @@ from torch import nn
 from .constants import IMAGE_SIZE
 from .layers import LayerNorm2d
 from .mask_decoder import NUM_MASK_TOKENS, NUM_OUTPUT_TOKENS, MaskDecoder
-from .memory_attention import KEY_MASK_BIAS, MemoryAttention, MemoryAttentionLayer, split_pointers
+from .memory_attention import (
+    KEY_MASK_BIAS,
+    MemoryAttention,
+    MemoryAttentionLayer,
+    rotate_2d_latents,
+    split_pointers,
+)
 from .memory_encoder import MASK_BIAS, MASK_SCALE, CXBlock, MemoryEncoder
 from .perceiver import CrossAttention, PerceiverResampler, SelfAttention
 from .prompt_encoder import PAD_LABEL, PromptEncoder
@@ -236,20 +242,22 @@ class XnnMemoryAttention(MemoryAttention):
     def forward(self, vis, mem_spatial, mem_spatial_pos, ptr_tokens, key_bias=None):
         b, c, h, w = vis.shape
         s = mem_spatial.shape[1] // self.tokens_per_slot
-        x = vis.flatten(2).transpose(1, 2) + 0.1 * self.curr_pos
+        x = vis.flatten(2).transpose(1, 2) + 0.1 * self.curr_pos()
         mem_k_spatial = (mem_spatial + mem_spatial_pos).reshape(b, s, self.tokens_per_slot, self.mem_dim)
         mem_v = torch.cat([mem_spatial, ptr_tokens], dim=1)
         bias = None if key_bias is None else key_bias.reshape(b, 1, key_bias.shape[-1])
+        q_cos, q_sin = self.rope_q_cos(), self.rope_q_sin()
+        k_cos, k_sin = self.rope_k_cos(), self.rope_k_sin()
         for layer in self.layers:
             x = layer(
                 x,
-                self.rope_q_cos,
-                self.rope_q_sin,
+                q_cos,
+                q_sin,
                 mem_k_spatial,
                 ptr_tokens,
                 mem_v,
-                self.rope_k_cos,
-                self.rope_k_sin,
+                k_cos,
+                k_sin,
                 bias,
                 self.rope_layout,
             )
@@ -272,7 +280,7 @@ class XnnMemoryAttentionLayer(MemoryAttentionLayer):
         q = apply_rope(ca.q_proj(self.norm2(x)), q_cos, q_sin, layout)
         b, s, n_slot, _ = mem_k_spatial.shape
         k_sp = ca.k_proj(mem_k_spatial.reshape(b * s, n_slot, -1))
-        k_sp = apply_rope(k_sp, k_cos, k_sin, layout).reshape(b, s * n_slot, -1)
+        k_sp = rotate_2d_latents(k_sp, k_cos, k_sin, layout).reshape(b, s * n_slot, -1)
         k = torch.cat([k_sp, ca.k_proj(mem_k_ptr)], dim=1)
         x = x + ca.out_proj(bmm_attention(q, k, ca.v_proj(mem_v), ca.scale, key_bias))
         return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
@@ -346,8 +354,8 @@ class XnnCrossAttention(CrossAttention):
         kv = self.to_kv(self.norm_x(x))
         k, v = kv[..., : self.dim_head], kv[..., self.dim_head :]
         if pos is not None:
-            k = k + pos
-            v = v + pos
+            k = pos.add_to(k)
+            v = pos.add_to(v)
         return self.to_out(bmm_attention(q, k, v, self.scale))
 
 
@@ -392,8 +400,9 @@ class XnnPromptDecoderExport(PromptDecoderExport):
         m = has_mask.reshape(1, 1, 1, 1)
         mask = mask_in * step(m - 0.5)
         dense = m * pe.embed_mask(mask) + (1.0 - m) * pe.no_mask_dense()
+        dense_pe = self.dense_pe()  # (256, 64, 64)
         masks, iou, mask_tokens, obj_logit = self.mask_decoder(
-            pix, pe.get_dense_pe(), sparse, dense, feat_s0, feat_s1, keep
+            pix, dense_pe.reshape(1, *dense_pe.shape), sparse, dense, feat_s0, feat_s1, keep
         )
         return masks, iou, obj_logit, self.obj_ptr_proj(mask_tokens)
 
@@ -407,9 +416,9 @@ class XnnPromptEncoder(PromptEncoder):
         table = torch.cat([e.weight.detach() for e in self.point_embeddings], dim=0)  # (4, 256)
         self.register_buffer("point_table_t", table.t().contiguous(), persistent=False)  # (256, 4)
         self.register_buffer("nap", self.not_a_point_embed.weight.detach().clone(), persistent=False)
-
-    def get_dense_pe(self) -> torch.Tensor:
-        return self.dense_pe.reshape(1, *self.dense_pe.shape)
+        # The export wrapper reads the factored dense PE; torch.export would still carry this
+        # unused (256, 64, 64) buffer into the program (4 MB in the .pte).
+        del self._buffers["dense_pe"]
 
     def embed_points(self, xy: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # float scalars only: an int scalar becomes an int64 constant plus a cast outside the delegate

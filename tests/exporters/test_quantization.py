@@ -40,3 +40,28 @@ def test_resolve_recipe_errors_name_what_exists():
         resolve_recipe("onnx", "int8", "mixed")
     with pytest.raises(ValueError, match="not 'fp16'"):
         resolve_recipe("onnx", "fp16", None)
+
+
+def test_fold_weight_transposes_makes_the_weight_an_initializer():
+    import numpy as np
+    import onnx
+    from edgetam_export.exporters.onnx_quant import fold_weight_transposes
+    from onnx import helper, numpy_helper
+
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+            helper.make_node("MatMul", ["x", "wt"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph)
+    assert fold_weight_transposes(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["MatMul"]
+    (init,) = model.graph.initializer
+    assert init.name == "wt" and np.array_equal(numpy_helper.to_array(init), w.T)
+    onnx.checker.check_model(model)
