@@ -37,8 +37,12 @@ class RandomFourierPE(nn.Module):
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.zeros(2, num_feats))
 
-    def encode(self, u: torch.Tensor) -> torch.Tensor:
-        """(..., 2) normalised (x, y) in [0, 1] -> (..., 2·num_feats) encoding [sin, cos]."""
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """(..., 2) normalised (x, y) in [0, 1] -> (..., 2·num_feats) encoding [sin, cos].
+
+        Called as a module (``pe_layer(u)``) so exported graphs carry the ``pe_layer`` scope,
+        which quantization recipes name to keep these few, phase-sensitive ops float.
+        """
         phi = (2 * u - 1) @ self.positional_encoding_gaussian_matrix
         phi = 2 * math.pi * phi
         return torch.cat([torch.sin(phi), torch.cos(phi)], dim=-1)
@@ -51,7 +55,7 @@ class RandomFourierPE(nn.Module):
         u = torch.stack(
             [xs.view(1, width).expand(height, width), ys.view(height, 1).expand(height, width)], dim=-1
         )  # (H, W, 2) as (x, y)
-        return self.encode(u).permute(2, 0, 1).contiguous()
+        return self(u).permute(2, 0, 1).contiguous()
 
 
 class DenseFourierTable(nn.Module):
@@ -141,7 +145,7 @@ class PromptEncoder(nn.Module):
         The official padding point (0, 0, -1) is *not* appended here; callers include it.
         """
         u = (xy + 0.5) / self.image_size
-        pe = self.pe_layer.encode(u)  # (B, N, 256)
+        pe = self.pe_layer(u)  # (B, N, 256)
         is_pad = (labels == PAD_LABEL).unsqueeze(-1).to(pe.dtype)  # (B, N, 1)
         onehot = (labels.unsqueeze(-1) == self.label_ids).to(pe.dtype)  # (B, N, 4)
         table = torch.cat([e.weight for e in self.point_embeddings], dim=0)  # (4, 256)

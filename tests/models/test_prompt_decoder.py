@@ -132,7 +132,7 @@ def test_functional_point_embedding_matches_masked_assignment(parts):
     with torch.no_grad():
         got = pe.embed_points(xy, lab)
         u = (xy + 0.5) / 1024.0
-        ref = pe.pe_layer.encode(u).clone()
+        ref = pe.pe_layer(u).clone()
         ref[lab == -1] = 0.0
         ref[lab == -1] += pe.not_a_point_embed.weight
         for k in range(4):
