@@ -13,6 +13,12 @@ artifacts, and compares every frame with the all-fp32 tracker: min / mean mask I
 frame, score-sign agreement (the row of all four graphs quantized comes first). ``--quantized`` takes
 the quantized artifacts from another bundle (same weights), e.g. one exported with
 ``--recipe int8_dynamic``. ``--json`` writes the table.
+
+``--image-encoder-parts`` (ONNX) adds one row per part of the image encoder: the stem, each
+RepViT stage and the FPN neck. For each part it quantizes the bundle's fp32 image encoder with
+the ``int8`` recipe's scheme but every *other* part kept float (node-name rules, as the mixed
+recipes use), calibrated on image-encoder inputs recorded from a fp32 tracking run, and tracks
+with that image encoder and the other three graphs fp32.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from edgetam_export.models.constants import GRAPH_NAMES
 
 from edgetam_export.bundle import load_bundle
+from edgetam_export.calibration import capture, procedural_frames
 from edgetam_export.runtime.base import Runtime
 from edgetam_export.runtime.loader import runtime_from_bundle
 from edgetam_export.verify.quant_accuracy import SCENARIO_FRAMES, track_scenario, tracker_accuracy
@@ -43,6 +52,52 @@ class OneGraphSwapped(Runtime):
         return (self.quant if graph in self.quantized else self.fp32).run(graph, feeds)
 
 
+# ONNX node-name scopes of the image encoder's parts (FusedImageEncoder: trunk = RepViT-M1, neck = FPN)
+IMAGE_ENCODER_PARTS = (
+    "trunk.body.stem",
+    "trunk.body.stages_0",
+    "trunk.body.stages_1",
+    "trunk.body.stages_2",
+    "trunk.body.stages_3",
+    "encoder.neck",
+)
+
+
+class ImageEncoderSwapped(Runtime):
+    """Runs the image encoder with an ``onnxruntime.InferenceSession`` of ``path`` and every other graph on ``fp32``."""
+
+    def __init__(self, fp32: Runtime, path: Path, threads: int):
+        import onnxruntime as ort
+
+        self.fp32 = fp32
+        self.name = f"{fp32.name}+{path.stem}"
+        self.contracts, self.constants, self.options = fp32.contracts, fp32.constants, fp32.options
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.log_severity_level = threads, 3
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if graph != "image_encoder":
+            return self.fp32.run(graph, feeds)
+        names = self.contracts[graph].output_names
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
+
+
+def image_encoder_part_runtimes(fp32: Runtime, workdir: Path, threads: int):
+    """Yield ``(part, runtime)``: the image encoder int8 on ``part`` only (ONNX), the rest fp32."""
+    from edgetam_export.exporters.onnx_quant import ALWAYS_FLOAT, ATTENTION_MATMUL, quantize_onnx
+    from edgetam_export.exporters.quantization import GraphQuant
+
+    calib = capture(fp32, procedural_frames(), "procedural frames (fp32 ONNX run)", procedural=True)
+    names = fp32.contracts["image_encoder"].input_names
+    for part in IMAGE_ENCODER_PARTS:
+        others = tuple(f"name:{p}" for p in IMAGE_ENCODER_PARTS if p != part)
+        quant = GraphQuant("int8_static", (*ALWAYS_FLOAT, ATTENTION_MATMUL, *others), f"int8 on {part} only")
+        out = workdir / f"image_encoder.{part.rsplit('.', 1)[-1]}.onnx"
+        quantize_onnx(Path(fp32.paths["image_encoder"]), out, quant, calib.samples["image_encoder"], names)
+        yield part, ImageEncoderSwapped(fp32, out, threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -54,7 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=SCENARIO_FRAMES, help="scenario frames (fewer = faster)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the table here")
+    ap.add_argument(
+        "--image-encoder-parts",
+        action="store_true",
+        help="ONNX: also quantize one image-encoder part at a time (stem, stages, neck)",
+    )
     a = ap.parse_args(argv)
+    if a.image_encoder_parts and a.backend != "onnx":
+        ap.error("--image-encoder-parts needs --backend onnx (it quantizes with node-name rules)")
 
     bundle = load_bundle(a.bundle)
     qbundle = load_bundle(a.quantized) if a.quantized else bundle
@@ -69,14 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     ref = track_scenario(fp32, a.frames)
     print(f"fp32 scenario: {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []
-    for graphs in [tuple(GRAPH_NAMES)] + [(g,) for g in GRAPH_NAMES]:  # the whole recipe first
+    cases = [("all four", OneGraphSwapped(fp32, quant, tuple(GRAPH_NAMES)))]  # the whole recipe first
+    cases += [(g, OneGraphSwapped(fp32, quant, (g,))) for g in GRAPH_NAMES]
+    tmp = tempfile.TemporaryDirectory(prefix="quant-parts-")
+    if a.image_encoder_parts:
+        parts = image_encoder_part_runtimes(fp32, Path(tmp.name), a.threads)
+        cases += [(f"image_encoder:{p}", rt) for p, rt in parts]
+    for label, runtime in cases:
         t0 = time.perf_counter()
-        acc = tracker_accuracy(
-            track_scenario(OneGraphSwapped(fp32, quant, graphs), a.frames), ref, a.backend, a.precision
-        )
+        acc = tracker_accuracy(track_scenario(runtime, a.frames), ref, a.backend, a.precision)
         g = acc.growth()
         row = {
-            "quantized": "+".join(graphs) if len(graphs) < len(GRAPH_NAMES) else "all four",
+            "quantized": label,
             "min_iou": acc.min_iou,
             "mean_iou": acc.mean_iou,
             "worst_frame": g["worst_frame"],
@@ -88,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows.append(row)
         print(
-            f"{row['quantized']:<18} min IoU {row['min_iou']:.4f} (frame {row['worst_frame']:>2})  "
+            f"{row['quantized']:<34} min IoU {row['min_iou']:.4f} (frame {row['worst_frame']:>2})  "
             f"mean {row['mean_iou']:.4f}  halves {row['mean_iou_halves'][0]:.4f}->{row['mean_iou_halves'][1]:.4f}  "
             f"signs {100 * row['sign_agreement']:.1f}%  {'pass' if row['passes_bound'] else 'FAIL'}  "
             f"({row['seconds']} s)",
