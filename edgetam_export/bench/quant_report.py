@@ -258,7 +258,7 @@ def section(results: list[dict], entries: list[dict]) -> list[str]:
         lines.append("")
     missing = [f"- {b} {p}: no speed ratio: {s['missing']}." for (b, p), s in speeds if "missing" in s]
     lines += [*missing, *([""] if missing else [])]
-    lines += [f"![per-frame min mask IoU vs fp32]({PLOT})", ""]
+    lines.append(f"![per-frame min mask IoU vs fp32]({PLOT})")
     return lines
 
 
