@@ -1,4 +1,4 @@
-"""The bench report's Quantization section: `verify --json` accuracy reports read back, set beside artifact sizes and whole-frame speed vs fp32, and their IoU plot."""
+"""The bench report's Quantization section and ``quant_iou.png``, from ``verify --json`` accuracy reports and the bench results."""
 
 from __future__ import annotations
 
@@ -69,8 +69,12 @@ def _check_entry(key: str, q: dict) -> None:
     if tr is not None:  # None: a partial bundle, no tracker scenario
         _check_tracker(key, tr)
     sizes = q.get("artifact_bytes")
-    if sizes is not None and not (isinstance(sizes, dict) and _is_number(sizes.get("total"))):
-        raise AccuracyError(f"{key}: 'artifact_bytes' has no numeric 'total'")
+    if sizes is not None and not (
+        isinstance(sizes, dict)
+        and _is_number(sizes.get("total"))
+        and (sizes.get("fp32_total") is None or _is_number(sizes["fp32_total"]))
+    ):
+        raise AccuracyError(f"{key}: 'artifact_bytes' is not {{total: bytes, fp32_total: bytes or null}}")
 
 
 def _check_tracker(key: str, tr) -> None:
@@ -86,6 +90,7 @@ def _check_tracker(key: str, tr) -> None:
         and isinstance(mins, list)
         and len(mins) == n
         and all(_is_number(v) for v in mins)
+        and all(_is_number(tr[k]) for k in ("min_iou", "mean_iou"))
         and isinstance(signs, list)
         and len(signs) == n
         and all(isinstance(row, list) for row in signs)
@@ -93,11 +98,12 @@ def _check_tracker(key: str, tr) -> None:
         and isinstance(tr["growth"], dict)
         and isinstance(tr["growth"]["worst_frame"], int)
         and 0 <= tr["growth"]["worst_frame"] < n
+        and all(_is_number(tr["growth"][k]) for k in ("mean_iou_first_half", "mean_iou_second_half"))
     )
     if not ok:
         raise AccuracyError(
-            f"{key}: the tracker entry is inconsistent (frames {n!r}: per_frame_min_iou, score_signs_equal, "
-            "bound, growth.worst_frame do not match it)"
+            f"{key}: the tracker entry is inconsistent (frames {n!r}; per_frame_min_iou, score_signs_equal, "
+            "growth.worst_frame must match it; IoUs numbers, bound and growth objects)"
         )
 
 

@@ -185,6 +185,14 @@ def test_partial_bundle_entry_without_tracker(tmp_path):
         (json.dumps(_verify_report({})), "holds no quantized precision"),
         (json.dumps(_verify_report({"int8": ONNX_INT8})), "is not a 'backend/precision' object"),
         (
+            json.dumps(
+                _verify_report(
+                    {"onnx/int8": {**ONNX_INT8, "artifact_bytes": {"total": 1, "fp32_total": "2"}}}
+                )
+            ),
+            "'artifact_bytes' is not",
+        ),
+        (
             json.dumps(_verify_report({"onnx/int8": {**ONNX_INT8, "graphs": {"image_encoder": {}}}})),
             "graph 'image_encoder' lacks numeric",
         ),
