@@ -20,8 +20,10 @@ def _baseline(results: list[dict], r: dict) -> dict | None:
     return same[0] if same and same[0] is not r else None
 
 
-def markdown(results: list[dict]) -> str:
-    """The report's Markdown: per graph and per frame p50 ms, ratio to PyTorch eager, roofline fraction."""
+def markdown(results: list[dict], accuracy: list[dict] | None = None) -> str:
+    """The report's Markdown: per graph and per frame p50 ms, ratio to PyTorch eager, roofline fraction;
+    with ``accuracy`` (entries of :func:`~edgetam_export.bench.quant_report.load_accuracy`), the
+    Quantization section."""
     graphs = list(dict.fromkeys(g for r in results for g in r["graphs"]))
     frames = list(dict.fromkeys(f for r in results for f in r["frames"]))
     lines = ["# EdgeTAM benchmark report", ""]
@@ -74,6 +76,10 @@ def markdown(results: list[dict]) -> str:
             + (f" ({n['error']})" if n.get("error") else "")
             for who, n in failed
         ]
+    if accuracy:
+        from .quant_report import section
+
+        lines += ["", *section(results, accuracy)]
     lines += [
         "",
         "## Plots",
@@ -152,8 +158,9 @@ def plot_top_ops(results: list[dict], path: Path, graph: str = "image_encoder") 
     plt.close(fig)
 
 
-def write_report(results: list[dict], out: str | os.PathLike) -> Path:
-    """Write ``out/report.md`` and its PNG plots (folder assembled in a temp dir, then renamed)."""
+def write_report(results: list[dict], out: str | os.PathLike, accuracy: list[dict] | None = None) -> Path:
+    """Write ``out/report.md`` and its PNG plots (folder assembled in a temp dir, then renamed);
+    ``accuracy``: verify reports' quantized entries (the Quantization section and ``quant_iou.png``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +171,11 @@ def write_report(results: list[dict], out: str | os.PathLike) -> Path:
         plot_graph_latency(results, tmp / "graph_latency.png")
         plot_frame_fps(results, tmp / "frame_fps.png")
         plot_top_ops(results, tmp / "top_ops.png")
-        (tmp / "report.md").write_text(markdown(results))
+        if accuracy:
+            from .quant_report import PLOT, plot_quant_iou
+
+            plot_quant_iou(accuracy, tmp / PLOT)
+        (tmp / "report.md").write_text(markdown(results, accuracy))
         if out.exists():
             # keep anything else in the folder (e.g. host.json): replace only our files
             for f in tmp.iterdir():

@@ -182,6 +182,19 @@ class Bundle:
     def artifact_path(self, backend: str, graph: str, precision: str) -> Path:
         return self.root / self.artifact(backend, graph, precision)["path"]
 
+    def artifact_bytes(self, backend: str, precision: str, graphs: list[str] | None = None) -> int | None:
+        """Summed ``size_bytes`` of ``backend`` ``precision``'s artifacts (only ``graphs`` if given);
+        None when there are none or one of ``graphs`` is missing (the sums would not compare)."""
+        sizes = {
+            a["graph"]: a["size_bytes"]
+            for a in self.artifacts
+            if (a["backend"], a["precision"]) == (backend, precision)
+        }
+        graphs = list(sizes) if graphs is None else list(graphs)
+        if not graphs or any(g not in sizes for g in graphs):
+            return None
+        return sum(sizes[g] for g in graphs)
+
     @property
     def weights(self) -> dict:
         return dict(self.manifest.get("weights", {}))

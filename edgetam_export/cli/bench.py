@@ -231,8 +231,15 @@ def run_cmd(
 def report_cmd(
     results: list[Path] = typer.Argument(..., help="result JSON files (host and device runners)"),
     out: Path = typer.Option(..., "--out", help="report folder: report.md + PNG plots"),
+    accuracy: list[Path] = typer.Option(
+        None,
+        "--accuracy",
+        help="`edgetam-export verify --json` report(s) of quantized precisions: adds the Quantization "
+        "section and quant_iou.png (repeatable)",
+    ),
 ) -> None:
-    """Merge result JSONs into a Markdown report with plots."""
+    """Merge result JSONs into a Markdown report with plots (and verify's quantization accuracy)."""
+    from ..bench.quant_report import AccuracyError, load_accuracy
     from ..bench.report import write_report
     from ..bench.schema import load_results
 
@@ -244,7 +251,13 @@ def report_cmd(
             merged += load_results(p)
         except Exception as e:  # invalid JSON or schema violation: one line
             _fail(f"{p}: not a valid bench result ({type(e).__name__}: {str(e).splitlines()[0]})")
-    md = write_report(merged, out)
+    entries = []
+    for p in accuracy or []:
+        try:
+            entries += load_accuracy(p)
+        except AccuracyError as e:
+            _fail(f"{p}: not a usable verify report: {e}")
+    md = write_report(merged, out, entries)
     _consoles()[0].print(f"wrote {md}")
 
 

@@ -105,7 +105,8 @@ class VerifyReport:
     skipped: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     # quantized precisions: "backend/precision" -> {"graphs": per-graph accuracy vs fp32,
-    # "tracker": TrackerAccuracy.as_dict(), "against": what the fp32 side was, "plot": path}
+    # "tracker": TrackerAccuracy.as_dict(), "against": what the fp32 side was, "plot": path,
+    # "recipe": the manifest's recipe name, "artifact_bytes": {"total", "fp32_total"}}
     quant: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -438,7 +439,17 @@ def quantized_accuracy(
         against = f"{backend} fp32"
     else:
         fp32, against = ref, "pytorch reference (the bundle has no fp32 artifacts for this backend)"
-    out: dict = {"against": against, "graphs": graph_accuracy(rt, fp32, cases)}
+    graphs = [a["graph"] for a in bundle.artifacts if (a["backend"], a["precision"]) == (backend, precision)]
+    recorded = bundle.manifest.get("backends", {}).get(backend, {}).get("quantization", {}).get(precision, {})
+    out: dict = {
+        "against": against,
+        "recipe": recorded.get("recipe"),
+        "artifact_bytes": {
+            "total": bundle.artifact_bytes(backend, precision),
+            "fp32_total": bundle.artifact_bytes(backend, "fp32", graphs),  # the same graphs at fp32
+        },
+        "graphs": graph_accuracy(rt, fp32, cases),
+    }
     if all(g in rt.contracts for g in TRACKER_GRAPHS):
         key = (str(bundle.root), bundle.digest, backend if fp32 is not ref else "pytorch", frames)
         if key not in _FP32_SCENARIO:

@@ -94,6 +94,8 @@ def test_verify_fails_the_over_quantized_recipe(quantized_bundle, tmp_path):
     rep = json.loads(out.read_text())
     q = rep["quantization"]["onnx/int8"]
     assert q["against"] == "onnx fp32" and set(q["graphs"]) == set(quantized_bundle.contracts)
+    sizes = q["artifact_bytes"]  # what `bench report --accuracy` shows beside the accuracy
+    assert q["recipe"] == QUANT_TEST_RECIPE and 0 < sizes["total"] < sizes["fp32_total"]
     tr = q["tracker"]
     assert not tr["passed"] and tr["problems"] and len(tr["per_frame_min_iou"]) == FRAMES
     assert tr["obj_ids"] == [1, 2]
