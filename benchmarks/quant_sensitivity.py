@@ -52,15 +52,13 @@ class OneGraphSwapped(Runtime):
         return (self.quant if graph in self.quantized else self.fp32).run(graph, feeds)
 
 
-# ONNX node-name scopes of the image encoder's parts (FusedImageEncoder: trunk = RepViT-M1, neck = FPN)
-IMAGE_ENCODER_PARTS = (
-    "trunk.body.stem",
-    "trunk.body.stages_0",
-    "trunk.body.stages_1",
-    "trunk.body.stages_2",
-    "trunk.body.stages_3",
-    "encoder.neck",
-)
+# ONNX node-name scopes of the image encoder's parts (FusedImageEncoder: trunk = RepViT-M1; the
+# FPN neck's convs sit directly under the encoder: lateral_s2/s3, upsample, proj_s0/s1)
+IMAGE_ENCODER_PARTS = {
+    "stem": ("trunk.body.stem",),
+    **{f"stage{i}": (f"trunk.body.stages_{i}",) for i in range(4)},
+    "neck": ("encoder.lateral_s", "encoder.upsample", "encoder.proj_s"),
+}
 
 
 class ImageEncoderSwapped(Runtime):
@@ -91,9 +89,9 @@ def image_encoder_part_runtimes(fp32: Runtime, workdir: Path, threads: int):
     calib = capture(fp32, procedural_frames(), "procedural frames (fp32 ONNX run)", procedural=True)
     names = fp32.contracts["image_encoder"].input_names
     for part in IMAGE_ENCODER_PARTS:
-        others = tuple(f"name:{p}" for p in IMAGE_ENCODER_PARTS if p != part)
+        others = tuple(f"name:{s}" for p, scopes in IMAGE_ENCODER_PARTS.items() if p != part for s in scopes)
         quant = GraphQuant("int8_static", (*ALWAYS_FLOAT, ATTENTION_MATMUL, *others), f"int8 on {part} only")
-        out = workdir / f"image_encoder.{part.rsplit('.', 1)[-1]}.onnx"
+        out = workdir / f"image_encoder.{part}.onnx"
         quantize_onnx(Path(fp32.paths["image_encoder"]), out, quant, calib.samples["image_encoder"], names)
         yield part, ImageEncoderSwapped(fp32, out, threads)
 

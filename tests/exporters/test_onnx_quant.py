@@ -68,3 +68,31 @@ def test_mixed_decoder_rules_match_the_exported_decoder(exported_bundles):
         if n.op_type in ("MatMul", "Gemm", "Conv", "ConvTranspose") and n.name not in kept
     ]
     assert len(weighted) >= 10  # the MLPs and heads stay quantizable
+
+
+def test_sensitivity_image_encoder_parts_cover_the_exported_encoder(exported_bundles):
+    """benchmarks/quant_sensitivity.py's image-encoder parts each name nodes, and together every Conv."""
+    import importlib.util
+    from pathlib import Path
+
+    import onnx
+
+    script = Path(__file__).parents[2] / "benchmarks" / "quant_sensitivity.py"
+    spec = importlib.util.spec_from_file_location("quant_sensitivity", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    b = exported_bundles["main"]
+    (art,) = [
+        a
+        for a in b.artifacts
+        if a["backend"] == "onnx" and a["graph"] == "image_encoder" and a["precision"] == "fp32"
+    ]
+    model = onnx.load(str(b.root / art["file"]))
+    covered = set()
+    for part, scopes in mod.IMAGE_ENCODER_PARTS.items():
+        nodes = set(nodes_to_exclude(model, tuple(f"name:{s}" for s in scopes)))
+        assert nodes, part
+        assert not nodes & covered, f"{part} overlaps another part"
+        covered |= nodes
+    convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
+    assert convs <= covered, sorted(convs - covered)[:5]
