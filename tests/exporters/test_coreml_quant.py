@@ -9,6 +9,7 @@ against the fp32 program on the steady-state feed.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 
 import numpy as np
@@ -18,6 +19,7 @@ ct = pytest.importorskip("coremltools")
 
 from edgetam_export.exporters.coreml_exporter import CoreMLExporter  # noqa: E402
 from edgetam_export.exporters.coreml_quant import (  # noqa: E402
+    DECODER_FLOAT_WEIGHTS,
     FLOAT_SCHEMES,
     GRAPHS,
     RECIPES,
@@ -46,7 +48,7 @@ def test_recipes_are_data():
             assert q.scheme in SCHEMES + FLOAT_SCHEMES and q.why, (name, g)
     assert RECIPES["int8"].precision == "int8" and RECIPES["mixed"].precision == "mixed"
     assert {q.scheme for q in RECIPES["int8"].graphs.values()} == {"int8_weights"}
-    assert any(q.scheme in FLOAT_SCHEMES for q in RECIPES["mixed"].graphs.values())
+    assert RECIPES["mixed"].graphs["prompt_decoder"].keep_float == DECODER_FLOAT_WEIGHTS
     assert CoreMLExporter.recipes is RECIPES
     assert resolve_recipe("coreml", "mixed", None) is RECIPES["mixed"]
     assert resolve_recipe("coreml", "int8", "palettize4") is RECIPES["palettize4"]
@@ -115,3 +117,23 @@ def test_two_bit_palettization_exceeds_the_bound(fp32_run, exported_bundles, tmp
     cos, rel = _worst(ref, MILEvaluator(tmp_path / "p2.mlpackage", track_ranges=False).run(feeds))
     print(f"\npalettize2: worst cosine {cos.cosine:.6f}, worst rel max-abs {rel.rel_max_abs:.3e}")
     assert INT8_BOUND.check(rel)
+
+
+def test_mixed_decoder_patterns_name_the_converted_decoder(exported_bundles):
+    """Each fp16-kept weight pattern of the mixed decoder names weights of the real program; the rest
+    of the decoder still compresses; a stale pattern is an error."""
+    from edgetam_export.exporters.coreml_quant import _config, _int8_weights_config, _program_op_names
+
+    bundle = exported_bundles["coreml"]
+    fp16 = ct.models.MLModel(
+        str(bundle.root / bundle.artifact("coreml", "prompt_decoder", "fp16")["path"]), skip_model_load=True
+    )
+    _, names = _program_op_names(fp16)
+    cfg = _config(_int8_weights_config(), fp16, DECODER_FLOAT_WEIGHTS)
+    kept = set(cfg.op_name_configs)
+    for pattern in DECODER_FLOAT_WEIGHTS:
+        assert any(fnmatch.fnmatch(n, pattern) for n in kept), pattern
+    weights = {n for n in names if n.startswith("p_") and "weight" in n}
+    assert len(weights - kept) >= 10  # MLPs and heads stay int8
+    with pytest.raises(ValueError, match="p_no_such_module_"):
+        _config(_int8_weights_config(), fp16, ("p_no_such_module_*",))
