@@ -81,16 +81,29 @@ def _calibration(reference):
 
 
 def test_int8_memory_encoder_within_measured_bound(reference, tmp_path):
-    from edgetam_export.exporters.executorch_exporter import ExecuTorchExporter
+    """Exported as a one-graph int8 bundle (the manifest records recipe, schemes and calibration)."""
+    from edgetam_export.exporters.quantization import Calibration
     from executorch.runtime import Runtime
+
+    from edgetam_export.bundle import export_bundle
 
     ref, cases = reference
     module = ref.modules[GRAPH]
-    path = tmp_path / f"{GRAPH}.int8.pte"
     quant = RECIPES["int8"].graphs[GRAPH]
-    notes = ExecuTorchExporter()._export(
-        module, path, "int8", {}, calibration=_calibration(reference), quant=quant
+    source = "verify's realistic cases (prompted + tracked memory of procedural frame 0)"
+    bundle = export_bundle(
+        tmp_path / "bundle",
+        ["executorch"],
+        precisions=["int8"],
+        graphs=[GRAPH],
+        salt=0,
+        calibrate=lambda modules, constants, options: Calibration({GRAPH: _calibration(reference)}, source),
     )
+    recorded = bundle.manifest["backends"]["executorch"]["quantization"]["int8"]
+    assert recorded["recipe"] == "int8" and recorded["graphs"] == {GRAPH: "int8_static"}
+    assert recorded["calibration"] == {"source": source, "samples": {GRAPH: len(cases)}}
+    art = bundle.artifact("executorch", GRAPH, "int8")
+    path, notes = bundle.root / art["path"], art["notes"]
     method = Runtime.get().load_program(str(path)).load_method("forward")
     for c in cases:
         (out,) = method.execute([torch.from_numpy(c.feeds[n]) for n in module.contract.input_names])
