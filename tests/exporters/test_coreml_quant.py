@@ -2,7 +2,7 @@
 
 The real-graph checks use the session's Core ML export (``exported_bundles["coreml"]``, fp32 and
 fp16 programs) and the captured reference feeds (``bench_capture``): the int8 program of
-``GRAPH`` is exported through ``CoreMLExporter._export`` and evaluated with the MIL evaluator
+``GRAPH`` is exported as a one-graph int8 bundle and evaluated with the MIL evaluator
 against the fp32 program on the steady-state feed.
 """
 
@@ -73,14 +73,25 @@ def _worst(ref: dict, out: dict):
 
 
 def test_int8_export_within_bound_and_smaller(tmp_path, fp32_run, exported_bundles):
-    from edgetam_export.models import build_edgetam, export_submodules
+    """Exported as a one-graph int8 bundle (weight-only: no calibration samples); the manifest
+    records recipe and scheme, and the program is within the (coreml, int8) bound."""
+    from edgetam_export.exporters.quantization import Calibration
 
-    module = export_submodules(build_edgetam())[GRAPH]
-    path = tmp_path / f"{GRAPH}.int8.mlpackage"
+    from edgetam_export.bundle import export_bundle
+
     with contextlib.redirect_stderr(io.StringIO()):
-        notes = CoreMLExporter()._export(
-            module, path, "int8", {}, calibration=None, quant=RECIPES["int8"].graphs[GRAPH]
+        bundle = export_bundle(
+            tmp_path / "bundle",
+            ["coreml"],
+            precisions=["int8"],
+            graphs=[GRAPH],
+            salt=0,
+            calibrate=lambda modules, constants, options: Calibration({}, "none (weight-only int8)"),
         )
+    recorded = bundle.manifest["backends"]["coreml"]["quantization"]["int8"]
+    assert recorded["recipe"] == "int8" and recorded["graphs"] == {GRAPH: "int8_weights"}
+    art = bundle.artifact("coreml", GRAPH, "int8")
+    path, notes = bundle.root / art["path"], art["notes"]
     assert (
         notes["quant_scheme"] == "int8_weights"
         and notes["compression_ops"]["constexpr_affine_dequantize"] > 0
@@ -89,14 +100,14 @@ def test_int8_export_within_bound_and_smaller(tmp_path, fp32_run, exported_bundl
     assert meta["com.edgetam.precision"] == "int8" and meta["com.edgetam.quant_scheme"] == "int8_weights"
 
     fp32_path, feeds, ref = fp32_run
-    bundle = exported_bundles["coreml"]
-    fp16_size = path_size(bundle.root / bundle.artifact("coreml", GRAPH, "fp16")["path"])
+    session = exported_bundles["coreml"]
+    fp16_size = path_size(session.root / session.artifact("coreml", GRAPH, "fp16")["path"])
     size = path_size(path)
     print(f"\n{GRAPH}: fp32 {path_size(fp32_path)} B, fp16 {fp16_size} B, int8 {size} B")
     assert size < 0.3 * path_size(fp32_path) and size < 0.6 * fp16_size
 
     ev = MILEvaluator(path, track_ranges=False)
-    assert list(ev.input_specs) == module.contract.input_names
+    assert list(ev.input_specs) == bundle.contracts[GRAPH].input_names
     cos, rel = _worst(ref, ev.run(feeds))
     print(
         f"int8: worst cosine {cos.cosine:.6f} ({cos.name}), worst rel max-abs {rel.rel_max_abs:.3e} ({rel.name})"
