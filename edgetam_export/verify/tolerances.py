@@ -113,31 +113,35 @@ TOLERANCES: dict[tuple[str, str], dict[str, Tolerance]] = {
 _INT8_ONNX = (
     "static QDQ int8 (onnx int8 recipe: per-channel int8 weights, uint8 activations from MinMax "
     "ranges of 6 procedural calibration frames; softmax, layer norm and attention matmuls float). "
-    "Measured on the verify cases (synthetic weights, vs PyTorch): worst rel_max_abs 0.076 "
-    "(image_encoder feat_s1), 0.068 (mask logits), 0.043 (iou), 0.078 (memory); worst cosine "
-    "0.99825 (feat_s1), 0.99847 (logits), 0.99946 (memory). One uint8 step of a tensor's range "
-    "is 1/255 = 4e-3 of it and ~20 requantisations stack up, so ~2x the measured error "
-    "(rel 0.15, cosine 1 - 3x the measured gap) bounds calibration and thread-count drift while "
-    "the over-quantized int8_full recipe (cosine 0.43 memory_encoder, 0.67 prompt_decoder) still fails."
+    "Measured vs PyTorch (synthetic weights) on the verify cases (frame 0) and on the bench pack's "
+    "calls (prompted frame 0 and the steady frame 17 with a full bank, 1 and 3 objects): worst "
+    "rel_max_abs / cosine 0.277 / 0.99771 (features: image_encoder feat_s0 at frame 17, one "
+    "element; frame 0 reaches 0.076), 0.118 / 0.99598 (mask logits), 0.035 / 0.99962 (iou, "
+    "obj_logit), 0.156 / 0.99861 (memory). One uint8 step of a tensor's range is 1/255 = 4e-3 of "
+    "it and ~20 requantisations stack up; the worst single element moves with the frame's content, "
+    "so the bounds sit ~1.5x above the worst measured rel and ~2x below the cosine gap, while the "
+    "over-quantized int8_full recipe (cosine 0.43 memory_encoder, 0.67 prompt_decoder) still fails."
 )
 _MIXED_ONNX = (
-    "the onnx mixed recipe quantizes three graphs exactly as int8 does (same scheme, same "
-    "calibration) and keeps the prompt decoder float32, so each graph's error is int8's or "
-    "fp32's (measured on the same verify cases); the int8 bounds apply unchanged."
+    "the onnx mixed recipe quantizes the image encoder, memory encoder and memory attention exactly "
+    "as int8 does (same scheme, same calibration) and the prompt decoder with fewer int8 nodes (its "
+    "prompt encoder, attentions and mask-producing layers float), measured inside int8's decoder "
+    "error (verify cases: cosine 0.99979 / rel 0.023 against int8's 0.99852 / 0.060); the int8 "
+    "bounds apply unchanged."
 )
 
 
 # (rel_max_abs, min_cosine) per tensor kind of each backend's quantized programs: one row builder.
 _INT8_BOUNDS = {
     "onnx": {
-        "features": (0.15, 0.995),
-        "logits": (0.15, 0.995),
+        "features": (0.4, 0.995),
+        "logits": (0.2, 0.992),
         "scores": (0.10, 0.998),
-        "memory": (0.15, 0.998),
+        "memory": (0.25, 0.997),
     },
     "executorch": {
-        "features": (0.2, 0.997),
-        "logits": (0.1, 0.998),
+        "features": (0.5, 0.997),
+        "logits": (0.15, 0.995),
         "scores": (0.1, 0.999),
         "memory": (0.3, 0.993),
     },
@@ -158,14 +162,20 @@ _INT8_EXECUTORCH = (
     "activations; add/mul/cat, layer norm, softmax and attention matmuls float). Measured on held-out "
     "tracked calls (synthetic weights, calibrated on 8 calls of another 2-object run, vs the fp32 "
     "program): worst rel_max_abs 0.135 / cosine 0.99865 (image_encoder features), 0.064 / 0.99923 "
-    "(mask logits), 0.043 / 0.99972 (iou; obj_logit 0.004), 0.232 / 0.99703 (memory_encoder). Bounds "
-    "sit ~1.5x above those (per-tensor activation scales move with the calibration frames); the "
-    "over-quantized config that also quantizes add/mul reaches rel 0.50 / cosine 0.968 on memory and fails."
+    "(mask logits), 0.043 / 0.99972 (iou; obj_logit 0.004), 0.232 / 0.99703 (memory_encoder); on "
+    "the bench pack's calls vs PyTorch (prompted frame 0, steady frame 17 with a full bank, 1 and 3 "
+    "objects): 0.348 / 0.99835 (features: one element of feat_s0 at frame 17), 0.102 / 0.99748 "
+    "(logits, the third object's prompted masks), 0.032 / 0.99981 (scores), 0.258 / 0.99568 "
+    "(memory). Bounds sit ~1.5x above the worst rel and ~2x below the cosine gap (per-tensor "
+    "activation scales move with the frames); the over-quantized config that also quantizes add/mul "
+    "reaches rel 0.50 / cosine 0.968 on memory and fails."
 )
 _MIXED_EXECUTORCH = (
     "the executorch mixed recipe quantizes the image encoder and memory attention exactly as int8 "
-    "does and keeps the prompt decoder and memory encoder float32, so each graph's error is int8's "
-    "or fp32's; the int8 bounds apply unchanged."
+    "does, keeps the memory encoder float32 and quantizes fewer prompt-decoder parts (prompt "
+    "encoder, attentions and mask-producing layers float), measured inside int8's decoder error "
+    "(verify cases: cosine 0.99976 / rel 0.027 against int8's 0.99918 / 0.053); the int8 bounds "
+    "apply unchanged."
 )
 _INT8_COREML = (
     "coremltools.optimize weight-only int8 (linear_quantize_weights, symmetric per-channel) on the "
@@ -176,8 +186,11 @@ _INT8_COREML = (
     "(cosine 0.50, rel 1.19 on memory) fails them."
 )
 _MIXED_COREML = (
-    "the coreml mixed recipe compresses three graphs exactly as int8 does and keeps the prompt "
-    "decoder fp16, whose fp16 error is far inside these bounds; the int8 bounds apply unchanged."
+    "the coreml mixed recipe compresses the image encoder, memory encoder and memory attention "
+    "exactly as int8 does and fewer prompt-decoder weights (prompt encoder, attentions and "
+    "mask-producing layers fp16), measured inside int8's decoder error (verify cases vs the fp32 "
+    "program: cosine 0.99993 / rel 0.011 against int8's 0.99976 / 0.021); the int8 bounds apply "
+    "unchanged."
 )
 
 
