@@ -140,7 +140,7 @@ _INT8_BOUNDS = {
         "memory": (0.25, 0.997),
     },
     "executorch": {
-        "features": (0.5, 0.997),
+        "features": (0.45, 0.997),
         "logits": (0.15, 0.995),
         "scores": (0.1, 0.999),
         "memory": (0.3, 0.993),
@@ -166,7 +166,7 @@ _INT8_EXECUTORCH = (
     "the bench pack's calls vs PyTorch (prompted frame 0, steady frame 17 with a full bank, 1 and 3 "
     "objects): 0.348 / 0.99835 (features: one element of feat_s0 at frame 17), 0.102 / 0.99748 "
     "(logits, the third object's prompted masks), 0.032 / 0.99981 (scores), 0.258 / 0.99568 "
-    "(memory). Bounds sit ~1.5x above the worst rel and ~2x below the cosine gap (per-tensor "
+    "(memory). Bounds sit 1.2-1.5x above the worst rel and ~2x below the cosine gap (per-tensor "
     "activation scales move with the frames); the over-quantized config that also quantizes add/mul "
     "reaches rel 0.50 / cosine 0.968 on memory and fails."
 )

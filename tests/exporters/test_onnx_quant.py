@@ -53,7 +53,7 @@ def test_mixed_decoder_rules_match_the_exported_decoder(exported_bundles):
         for a in b.artifacts
         if a["backend"] == "onnx" and a["graph"] == "prompt_decoder" and a["precision"] == "fp32"
     ]
-    model = onnx.load(str(b.root / art["file"]))
+    model = onnx.load(str(b.root / art["path"]))
     for rule in DECODER_FLOAT_PARTS:
         assert nodes_to_exclude(model, (rule,)), rule
     assert RECIPES["mixed"].graphs["prompt_decoder"].keep_float == (
@@ -87,7 +87,7 @@ def test_sensitivity_image_encoder_parts_cover_the_exported_encoder(exported_bun
         for a in b.artifacts
         if a["backend"] == "onnx" and a["graph"] == "image_encoder" and a["precision"] == "fp32"
     ]
-    model = onnx.load(str(b.root / art["file"]))
+    model = onnx.load(str(b.root / art["path"]))
     covered = set()
     for part, scopes in mod.IMAGE_ENCODER_PARTS.items():
         nodes = set(nodes_to_exclude(model, tuple(f"name:{s}" for s in scopes)))
