@@ -76,12 +76,15 @@ _DYNAMIC = Recipe(
         g: GraphQuant(
             "int8_dynamic",
             (*ALWAYS_FLOAT, ATTENTION_MATMUL),
-            "dynamic int8: weights int8 per channel, activations quantized per call at run time "
-            "(no calibration data, no activation-range risk, slower than static on convolutions).",
+            "dynamic int8 on MatMul/Gemm: weights int8 per channel, activations quantized per call "
+            "at run time (no calibration data, no activation-range risk); convolutions stay float32.",
         )
         for g in GRAPH_NAMES
     },
-    description="every graph dynamic int8 (MatMul/Gemm/Conv weights int8, activation ranges computed at run time)",
+    description=(
+        "every graph dynamic int8 on MatMul/Gemm (weights int8, activation ranges computed at run "
+        "time); convolutions float32"
+    ),
 )
 
 # Prompt-decoder parts kept float in the mixed recipe (ONNX scope names, matched by "name:"), from
