@@ -65,14 +65,12 @@ class ImageEncoderSwapped(Runtime):
     """Runs the image encoder with an ``onnxruntime.InferenceSession`` of ``path`` and every other graph on ``fp32``."""
 
     def __init__(self, fp32: Runtime, path: Path, threads: int):
-        import onnxruntime as ort
+        from edgetam_export.runtime.onnx_runtime import cpu_session
 
         self.fp32 = fp32
         self.name = f"{fp32.name}+{path.stem}"
         self.contracts, self.constants, self.options = fp32.contracts, fp32.constants, fp32.options
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.log_severity_level = threads, 3
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if graph != "image_encoder":
@@ -121,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     kw = {"num_threads": a.threads} if a.backend == "onnx" else {}
     fp32 = runtime_from_bundle(bundle, a.backend, "fp32", **kw)
     quant = runtime_from_bundle(qbundle, a.backend, a.precision, **kw)
-    recipe = (
-        qbundle.manifest["backends"][a.backend].get("quantization", {}).get(a.precision, {}).get("recipe")
-    )
+    recipe = qbundle.quantization(a.backend, a.precision).get("recipe")
     print(f"{a.backend} {a.precision} (recipe {recipe}) vs {a.backend} fp32, {a.frames} frames", flush=True)
     t0 = time.perf_counter()
     ref = track_scenario(fp32, a.frames)

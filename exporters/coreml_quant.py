@@ -105,10 +105,11 @@ def _config(global_config, mlmodel, keep_float: tuple[str, ...]):
     op_types, names = _program_op_names(mlmodel)
     type_cfg, name_cfg = {}, {}
     for entry in keep_float:
-        if entry in op_types or not any(c in entry for c in "*?["):
+        pattern = any(c in entry for c in "*?[")
+        if entry in op_types or not pattern:
             type_cfg[entry] = None
         matched = fnmatch.filter(sorted(names), entry)
-        if not matched and any(c in entry for c in "*?["):
+        if pattern and not matched:
             raise ValueError(
                 f"keep_float pattern {entry!r} names no op or weight of this program: the recipe is out "
                 "of date with the converted graph (fix the pattern in exporters/coreml_quant.py)"

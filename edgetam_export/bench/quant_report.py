@@ -270,9 +270,6 @@ def section(results: list[dict], entries: list[dict]) -> list[str]:
 
 def plot_quant_iou(entries: list[dict], path: str | os.PathLike) -> Path:
     """Lines: per-frame min-over-objects mask IoU vs fp32 of every entry with a tracker scenario."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)

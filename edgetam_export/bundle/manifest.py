@@ -182,6 +182,11 @@ class Bundle:
     def artifact_path(self, backend: str, graph: str, precision: str) -> Path:
         return self.root / self.artifact(backend, graph, precision)["path"]
 
+    def quantization(self, backend: str, precision: str) -> dict:
+        """The manifest's ``backends[backend]["quantization"][precision]`` entry (recipe, graphs'
+        schemes, calibration, accuracy); ``{}`` for a float precision or a missing backend."""
+        return self.manifest.get("backends", {}).get(backend, {}).get("quantization", {}).get(precision, {})
+
     def artifact_bytes(self, backend: str, precision: str, graphs: list[str] | None = None) -> int | None:
         """Summed ``size_bytes`` of ``backend`` ``precision``'s artifacts (only ``graphs`` if given);
         None when there are none or one of ``graphs`` is missing (the sums would not compare)."""

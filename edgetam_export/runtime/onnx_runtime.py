@@ -11,6 +11,18 @@ from ..bundle import Bundle
 from .loader import BundleRuntime
 
 
+def cpu_session(path: str | os.PathLike, num_threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` of ``path`` on the CPU EP (``num_threads`` intra-op, quiet logs)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if num_threads:
+        so.intra_op_num_threads = int(num_threads)
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntime(BundleRuntime):
     """``OnnxRuntime(bundle, precision=None, num_threads=None)``.
 
@@ -47,15 +59,7 @@ class OnnxRuntime(BundleRuntime):
     def session(self, graph: str):
         """The (cached) ``InferenceSession`` of ``graph``."""
         if graph not in self._sessions:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            if self.num_threads:
-                so.intra_op_num_threads = int(self.num_threads)
-                so.inter_op_num_threads = 1
-            so.log_severity_level = 3
-            sess = ort.InferenceSession(str(self.paths[graph]), so, providers=["CPUExecutionProvider"])
-            self._sessions[graph] = sess
+            self._sessions[graph] = cpu_session(self.paths[graph], self.num_threads)
         return self._sessions[graph]
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

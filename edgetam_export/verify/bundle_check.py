@@ -440,10 +440,9 @@ def quantized_accuracy(
     else:
         fp32, against = ref, "pytorch reference (the bundle has no fp32 artifacts for this backend)"
     graphs = [a["graph"] for a in bundle.artifacts if (a["backend"], a["precision"]) == (backend, precision)]
-    recorded = bundle.manifest.get("backends", {}).get(backend, {}).get("quantization", {}).get(precision, {})
     out: dict = {
         "against": against,
-        "recipe": recorded.get("recipe"),
+        "recipe": bundle.quantization(backend, precision).get("recipe"),
         "artifact_bytes": {
             "total": bundle.artifact_bytes(backend, precision),
             "fp32_total": bundle.artifact_bytes(backend, "fp32", graphs),  # the same graphs at fp32
