@@ -50,3 +50,18 @@ def test_testing_module_keeps_its_public_names():
     """``edgetam_export.testing`` is kept as a re-export for code written against the old layout."""
     assert testing.procedural_frame is procedural_frame and testing.preprocess is preprocess
     assert testing.IMAGE_SIZE == 1024 and testing.visible_masks is visible_masks
+
+
+def test_preprocess_lookup_equals_the_formula_on_every_level():
+    """The look-up table is the per-pixel formula, bit for bit, for all 256 levels of each channel."""
+    from edgetam_export.models.constants import PIXEL_MEAN, PIXEL_STD
+
+    levels = np.arange(256, dtype=np.uint8)
+    frame = np.stack(np.meshgrid(levels, levels, indexing="ij"), -1)[:, :, [0, 1, 0]]  # (256, 256, 3)
+    frame = np.tile(frame, (4, 4, 1))  # 1024 x 1024
+    want = (frame.astype(np.float32) / np.float32(255.0) - np.asarray(PIXEL_MEAN, np.float32)) / np.asarray(
+        PIXEL_STD, np.float32
+    )
+    got = preprocess(frame)
+    assert got.shape == (1, 3, 1024, 1024) and got.dtype == np.float32
+    assert np.array_equal(got[0].transpose(1, 2, 0), want)
