@@ -1,4 +1,4 @@
-"""``edgetam-export bench pack | run | report | device``: cut bench packs, run them here or on an Android device, report.
+"""``edgetam-export bench pack | run | split | report | device``: cut bench packs, run them here or on an Android device, split a tracked frame, report.
 
 Registers the ``bench`` command group on :data:`edgetam_export.cli.app.app`. Heavy packages are
 imported inside the commands so ``--help`` stays fast.
@@ -225,6 +225,58 @@ def run_cmd(
     out.print(f"wrote {json_out}")
     if not all(r["passed"] for r in results):
         raise typer.Exit(1)
+
+
+@bench_app.command("split")
+def split_cmd(
+    bundle: Path = typer.Argument(..., help="export bundle folder"),
+    backend: str = typer.Option(None, "--backend", help="onnx | executorch | coreml (default: host default)"),
+    precision: str = typer.Option(None, "--precision", help="fp32 | fp16 | int8 | mixed (default: first)"),
+    threads: int = typer.Option(None, "--threads", help="intra-op threads (default: runtime default)"),
+    frames: int = typer.Option(8, "--frames", help="timed steady-state frames"),
+    warmup: int = typer.Option(7, "--warmup", help="untimed tracked frames first (7 fill the memory bank)"),
+    objects: int = typer.Option(3, "--objects", help="objects of the second session (1 = one session only)"),
+    size: str = typer.Option("1920x1080", "--size", help="frame size WIDTHxHEIGHT fed to the tracker"),
+    profile_frames: int = typer.Option(2, "--profile-frames", help="extra frames under cProfile (0 = none)"),
+    json_out: Path = typer.Option(None, "--json", help="also write the result as JSON"),
+) -> None:
+    """Time the real tracker on camera-sized frames: graph time vs host-side work, and N objects vs the model."""
+    from ..bench._deps import BundleError, MissingBackendError, runtime_from_bundle
+    from ..bench.host_split import measure_split, split_markdown
+    from ..bench.runner import write_json_atomic
+
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+        if w < 1 or h < 1:
+            raise ValueError
+    except ValueError:
+        _fail(f"--size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080; got {size!r}")
+    if threads is not None and threads < 1:
+        _fail(f"--threads must be >= 1, got {threads}")
+    b = _open_bundle(bundle)
+    out, err = _consoles()
+    try:
+        backend, precision = b.select(backend, precision)
+        b.require_graphs(backend, precision)
+        kwargs = {"num_threads": threads} if threads else {}
+        runtime = runtime_from_bundle(b, backend, precision, **kwargs)
+        err.print(f"tracking {frames} + {warmup} warm-up frames on {backend} {precision} ...")
+        result = measure_split(
+            runtime,
+            frames=frames,
+            warmup=warmup,
+            objects=objects,
+            size=(h, w),
+            profile_frames=profile_frames,
+        )
+    except (BundleError, MissingBackendError, ValueError) as e:
+        _fail(str(e))
+    result.update(backend=backend, precision=precision, threads=threads)
+    if json_out is not None:
+        write_json_atomic(json_out, result)
+    out.print(split_markdown(result, f"{backend} {precision}"), markup=False)
+    if json_out is not None:
+        out.print(f"wrote {json_out}")
 
 
 @bench_app.command("report")
