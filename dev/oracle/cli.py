@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=env.EXTRA_DIR)
     e.add_argument("--threads", type=int, default=2)
     sub.add_parser("list", help="list extra scenarios")
+    sp = sub.add_parser(
+        "speed", help="per-frame wall time of the official predictor tracking procedural frames"
+    )
+    sp.add_argument("--frames", type=int, default=24)
+    sp.add_argument("--objects", type=int, default=1, choices=(1, 2, 3))
+    sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--json", type=Path, required=True, help="where to write {prompt_ms, frame_ms: [...]}")
     return ap
 
 
@@ -81,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "verify-golden":
         return _verify_golden(args)
+    if args.cmd == "speed":
+        import json
+
+        from .speed import official_frame_times
+
+        r = official_frame_times(args.frames, args.objects, args.threads)
+        args.json.write_text(json.dumps(r))
+        return 0
     from .extra import run_extra
 
     names = args.only or list(SCENARIOS)
