@@ -7,15 +7,17 @@ synthetic weights (salt 0, e.g. ``make export``):
     python benchmarks/official_speed.py --bundle build/export --backend executorch --backend onnx \\
         --frames 24 --rounds 3 --json /tmp/speed.json
 
-Each round runs the official predictor (a fresh ``python -m dev.oracle speed`` process, 2 torch
-threads) and then every requested backend's fp32 ``Tracker`` (this process, runtimes loaded once)
-over the same procedural 1024x1024 frames with a click per object on frame 0, so background load
-hits every contender alike. Per frame: the wall time between the tracker's yields (the official
+Each round starts the official predictor (``python -m dev.oracle speed --serve`` in the oracle
+venv, 2 torch threads) and every requested backend's fp32 ``Tracker`` (this process, runtimes
+loaded once) on the same procedural 1024x1024 frames with a click per object on frame 0, then
+steps them **frame by frame in turn** (official frame t, then each backend's frame t), so
+background load hits every contender alike. Per frame: the wall time between the tracker's yields (the official
 ``propagate_in_video`` likewise), which is a whole frame: image encoder, memory attention, prompt
 decoder, memory encoder and the host work between them (our side also normalises the frame; the
 official side normalised all frames up front). Steady state = frames >= ``--steady`` (the bank
-holds 7 memories from frame 7 on). Prints medians over all rounds' steady frames and each
-backend's speed-up = official median / backend median.
+holds 7 memories from frame 7 on). Prints medians over all rounds' steady frames, each backend's
+speed-up = official median / backend median, and the median of the per-frame ratios (official
+frame t / backend frame t), which is robust to load that drifts during the run.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,35 +36,56 @@ ROOT = Path(__file__).resolve().parents[1]
 CLICKS = ((700, 260), (480, 820), (260, 380))  # = dev/oracle/speed.py: procedural frame 0 shape centres
 
 
-def official_round(python: str | None, frames: int, objects: int, threads: int) -> list[float]:
-    """One official run in the oracle venv; per-frame ms of frames 1..frames-1."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "official.json"
+class OfficialServer:
+    """``python -m dev.oracle speed --serve`` in the oracle venv: one tracked frame per :meth:`step`."""
+
+    def __init__(self, python: str | None, frames: int, objects: int, threads: int):
         cmd = [sys.executable, "-m", "dev.oracle"]
         cmd += ["--python", python] if python else []
-        cmd += ["speed", "--frames", str(frames), "--objects", str(objects), "--threads", str(threads)]
-        cmd += ["--json", str(out)]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"error: the official run failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
-        return json.loads(out.read_text())["frame_ms"]
+        cmd += [
+            "speed",
+            "--serve",
+            "--frames",
+            str(frames),
+            "--objects",
+            str(objects),
+            "--threads",
+            str(threads),
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            err = self.proc.stderr.read().strip()[-400:]
+            sys.exit(f"error: the official predictor did not start ({line!r}): {err}")
+
+    def step(self) -> float:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def our_round(tracker, video: list[np.ndarray], objects: int) -> list[float]:
-    """One tracking run of ``tracker`` over ``video``; per-frame ms of frames 1..N-1."""
+def our_frames(tracker, video: list[np.ndarray], objects: int):
+    """Prompt ``objects`` clicks on frame 0, then yield each tracked frame's ms (frames 1..N-1)."""
     s = tracker.init_video_session(video=video)
     pts = [[[list(CLICKS[k])] for k in range(objects)]]
     tracker.add_inputs_to_inference_session(
         s, 0, list(range(1, objects + 1)), input_points=pts, input_labels=[[[1]] * objects]
     )
-    times = []
-    t0 = time.perf_counter()
-    for out in tracker.propagate_in_video_iterator(s):
-        now = time.perf_counter()
-        if out.frame_idx > 0:
-            times.append(1e3 * (now - t0))
-        t0 = now
-    return times
+    it = tracker.propagate_in_video_iterator(s)
+    next(it)  # frame 0: the prompt
+    while True:
+        t0 = time.perf_counter()
+        try:
+            next(it)
+        except StopIteration:
+            return
+        yield 1e3 * (time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,24 +127,33 @@ def main(argv: list[str] | None = None) -> int:
     video = [procedural_frame(t) for t in range(args.frames)]
     samples: dict[str, list[list[float]]] = {"official": [], **{b: [] for b in backends}}
     for r in range(args.rounds):
-        samples["official"].append(
-            official_round(args.oracle_python, args.frames, args.objects, args.threads)
-        )
-        for b, tr in trackers.items():
-            samples[b].append(our_round(tr, video, args.objects))
+        official = OfficialServer(args.oracle_python, args.frames, args.objects, args.threads)
+        ours = {b: our_frames(tr, video, args.objects) for b, tr in trackers.items()}
+        for k in samples:
+            samples[k].append([])
+        for _ in range(1, args.frames):  # frame by frame, every contender in turn
+            samples["official"][-1].append(official.step())
+            for b, gen in ours.items():
+                samples[b][-1].append(next(gen))
+        official.close()
         line = ", ".join(f"{k} {np.median(v[-1][args.steady - 1 :]):.0f} ms" for k, v in samples.items())
         print(f"round {r + 1}/{args.rounds}: steady median {line}", flush=True)
     steady = {k: [x for run in v for x in run[args.steady - 1 :]] for k, v in samples.items()}
     med = {k: float(np.median(v)) for k, v in steady.items()}
+    # per-frame ratio official / ours on the same frame index of the same round: drift-proof
+    ratio = {k: float(np.median(np.asarray(steady["official"]) / np.asarray(v))) for k, v in steady.items()}
     print(
         f"\nsteady-state tracked frames (frames {args.steady}..{args.frames - 1}, {args.rounds} rounds), "
-        f"{args.objects} object(s):"
+        f"{args.objects} object(s), interleaved frame by frame:"
     )
-    print("| contender | median ms | min ms | max ms | speed-up vs official |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| contender | median ms | min ms | max ms | speed-up (ratio of medians) | median per-frame speed-up |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for k, v in steady.items():
-        up = med["official"] / med[k]
-        print(f"| {k} | {med[k]:.0f} | {min(v):.0f} | {max(v):.0f} | {up:.2f}x |")
+        print(
+            f"| {k} | {med[k]:.0f} | {min(v):.0f} | {max(v):.0f} | {med['official'] / med[k]:.2f}x | {ratio[k]:.2f}x |"
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -136,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                     "samples_ms": samples,
                     "steady_median_ms": med,
                     "speedup_vs_official": {k: med["official"] / m for k, m in med.items()},
+                    "median_per_frame_speedup": ratio,
                 },
                 indent=1,
             )

@@ -35,6 +35,9 @@ from .quantization import GraphQuant, Recipe
 # register_exporter themselves or expose an ``edgetam_export.exporters`` entry point).
 _BUILTIN_PLUGINS = {name: f"edgetam_export.exporters.{name}_exporter" for name in BACKENDS}
 _REGISTRY: dict[str, type[Exporter]] = {}
+# Graphs that hold attention (two-way transformer, spatial perceiver, memory attention): their
+# artifacts' notes record the plugin's ``attention_form``.
+ATTENTION_GRAPHS = ("prompt_decoder", "memory_encoder", "memory_attention")
 
 
 class ExportError(RuntimeError):
@@ -70,7 +73,8 @@ class Exporter(ABC):
     Class attributes: ``name`` (registry key and bundle subfolder), ``suffix`` (artifact
     extension, e.g. ``.onnx``), ``default_precision``, ``requirements`` (``{import name:
     pip requirement}`` checked before exporting), ``recipes`` (``{name: Recipe}``, the
-    quantization recipes; empty for float-only plugins). Constructor keyword arguments are
+    quantization recipes; empty for float-only plugins), ``attention_form`` (how its artifacts
+    compute attention, and the measurement behind the choice). Constructor keyword arguments are
     backend options (validated by the plugin) and are recorded in bundle manifests via
     :meth:`options`.
     """
@@ -80,6 +84,9 @@ class Exporter(ABC):
     default_precision: ClassVar[str] = "fp32"
     requirements: ClassVar[dict[str, str]] = {}
     recipes: ClassVar[dict[str, Recipe]] = {}
+    # How the plugin's artifacts compute attention and why (measured), recorded in the notes of
+    # every artifact of :data:`ATTENTION_GRAPHS`; empty = not recorded.
+    attention_form: ClassVar[str] = ""
 
     def __init__(self, **options):
         if options:
@@ -174,6 +181,8 @@ class Exporter(ABC):
                 else:
                     notes = self._export(module, tmp, precision, dict(metadata or {}))
             seconds = time.perf_counter() - t0
+            if self.attention_form and contract.name in ATTENTION_GRAPHS:
+                notes.setdefault("attention", self.attention_form)
             replace_path(tmp, path)
         except MissingBackendError:
             raise

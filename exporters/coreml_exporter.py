@@ -86,6 +86,11 @@ class CoreMLExporter(Exporter):
     default_precision = "fp16"
     requirements: ClassVar[dict[str, str]] = {"coremltools": "coremltools==9.0"}
     recipes: ClassVar[dict[str, Recipe]] = RECIPES
+    attention_form: ClassVar[str] = (
+        "explicit matmul + softmax + matmul in MIL: Core ML's fused scaled_dot_product_attention (iOS 18) "
+        "is not used because its speed cannot be measured here (no Apple device) and the form is kept "
+        "that the MIL evaluator proves equal (docs/PERFORMANCE.md)"
+    )
 
     def __init__(self, target: str = "iOS17", compute_units: str = "all", method: str = "auto"):
         if target not in TARGETS:

@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--frames", type=int, default=24)
     sp.add_argument("--objects", type=int, default=1, choices=(1, 2, 3))
     sp.add_argument("--threads", type=int, default=2)
-    sp.add_argument("--json", type=Path, required=True, help="where to write {prompt_ms, frame_ms: [...]}")
+    sp.add_argument("--json", type=Path, default=None, help="where to write {prompt_ms, frame_ms: [...]}")
+    sp.add_argument(
+        "--serve", action="store_true", help="step one frame per stdin line, print its ms (for interleaving)"
+    )
     return ap
 
 
@@ -91,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "speed":
         import json
 
-        from .speed import official_frame_times
+        from .speed import official_frame_times, serve_frames
 
+        if args.serve:
+            serve_frames(args.frames, args.objects, args.threads)
+            return 0
+        if args.json is None:
+            print("error: speed needs --json OUT or --serve", file=sys.stderr)
+            return 2
         r = official_frame_times(args.frames, args.objects, args.threads)
         args.json.write_text(json.dumps(r))
         return 0
