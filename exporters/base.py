@@ -48,7 +48,8 @@ class ArtifactReport:
     ``path`` is where the artifact was written; ``size_bytes`` counts every file of a package
     directory; ``io_dtype`` is the dtype of every graph input and output (float32 for all
     built-in plugins, at both precisions); ``notes`` holds backend facts such as delegate
-    coverage or the conversion path taken.
+    coverage or the conversion path taken; ``companions`` is ``{key: path}`` of the files the
+    plugin writes beside the artifact (:attr:`Exporter.companions`; e.g. ONNX's ``{"ort": ...}``).
     """
 
     backend: str
@@ -59,6 +60,7 @@ class ArtifactReport:
     export_seconds: float
     io_dtype: str = "float32"
     notes: dict = field(default_factory=dict)
+    companions: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,9 +72,10 @@ class Exporter(ABC):
     Class attributes: ``name`` (registry key and bundle subfolder), ``suffix`` (artifact
     extension, e.g. ``.onnx``), ``default_precision``, ``requirements`` (``{import name:
     pip requirement}`` checked before exporting), ``recipes`` (``{name: Recipe}``, the
-    quantization recipes; empty for float-only plugins). Constructor keyword arguments are
-    backend options (validated by the plugin) and are recorded in bundle manifests via
-    :meth:`options`.
+    quantization recipes; empty for float-only plugins), ``companions`` (``{key: suffix}``,
+    files derived from each artifact and written beside it, e.g. ONNX's ``{"ort": ".ort"}``;
+    the artifact stays the file of record). Constructor keyword arguments are backend options
+    (validated by the plugin) and are recorded in bundle manifests via :meth:`options`.
     """
 
     name: ClassVar[str]
@@ -80,6 +83,7 @@ class Exporter(ABC):
     default_precision: ClassVar[str] = "fp32"
     requirements: ClassVar[dict[str, str]] = {}
     recipes: ClassVar[dict[str, Recipe]] = {}
+    companions: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options):
         if options:
@@ -116,6 +120,12 @@ class Exporter(ABC):
         """Deterministic file name of one artifact: ``<graph>.<precision><suffix>``."""
         return f"{graph}.{precision}{self.suffix}"
 
+    def companion_path(self, path: str | os.PathLike, key: str) -> Path:
+        """Where companion ``key`` of the artifact at ``path`` lives: ``path`` with :attr:`suffix`
+        replaced by ``companions[key]`` (``image_encoder.fp32.onnx`` -> ``image_encoder.fp32.ort``)."""
+        path = Path(path)
+        return path.with_name(path.name[: -len(self.suffix)] + self.companions[key])
+
     def export(
         self,
         module: ExportModule,
@@ -129,8 +139,12 @@ class Exporter(ABC):
         """Export ``module`` to ``path`` (must end with :attr:`suffix`) at ``precision``.
 
         The artifact is built under a temporary name next to ``path`` and renamed into place,
-        so ``path`` is either the previous artifact or the complete new one. ``metadata``
-        (string pairs) is embedded where the format supports it.
+        so ``path`` is either the previous artifact or the complete new one. So are the
+        plugin's :attr:`companions`: ``_export`` writes each to :meth:`companion_path` of the
+        temporary path it gets, and they are renamed next to ``path`` (before the artifact)
+        only once all exist; if ``_export`` fails or one is missing, nothing is renamed and
+        every temporary file is removed. ``metadata`` (string pairs) is embedded where the
+        format supports it.
 
         Quantized precisions (``int8``, ``mixed``) need ``quant`` (this graph's
         :class:`GraphQuant` from the recipe) and ``calibration`` (this graph's input tuples in
@@ -174,6 +188,11 @@ class Exporter(ABC):
                 else:
                     notes = self._export(module, tmp, precision, dict(metadata or {}))
             seconds = time.perf_counter() - t0
+            missing = [k for k in self.companions if not self.companion_path(tmp, k).is_file()]
+            if missing:
+                raise RuntimeError(f"the plugin wrote no {', '.join(missing)} companion file")
+            for key in self.companions:
+                replace_path(self.companion_path(tmp, key), self.companion_path(path, key))
             replace_path(tmp, path)
         except MissingBackendError:
             raise
@@ -181,6 +200,8 @@ class Exporter(ABC):
             raise ExportError(f"{self.name} export of {contract.name!r} at {precision} failed: {e}") from e
         finally:
             remove_path(tmp)
+            for key in self.companions:
+                remove_path(self.companion_path(tmp, key))
         return ArtifactReport(
             backend=self.name,
             graph=contract.name,
@@ -190,6 +211,7 @@ class Exporter(ABC):
             export_seconds=round(seconds, 3),
             io_dtype="float32",
             notes=notes,
+            companions={k: str(self.companion_path(path, k)) for k in self.companions},
         )
 
     @abstractmethod
@@ -209,7 +231,20 @@ class Exporter(ABC):
         ``quant`` (see :meth:`export`); its notes then include ``"quant_scheme"``, what was kept
         float, and may include ``"accuracy"`` (``{"cosine", "rel_max_abs"}`` of the worst output
         against the float32 module on a calibration sample), copied into the manifest.
+        Plugins with :attr:`companions` also write each to ``self.companion_path(path, key)``.
         """
+
+    def finish_backend(self, root: Path, artifacts: list[dict]) -> dict:
+        """Hook run by the bundle writer once per bundle, after every artifact of this backend is in place.
+
+        ``root`` is the bundle folder being staged; ``artifacts`` are this backend's manifest
+        entries in it (``path`` and ``companions`` relative to ``root``): the ones exported now
+        and those kept from the previous bundle. The hook may write bundle-level files under
+        ``root / self.name`` (they are checksummed like every file) and may update the entries in
+        place (e.g. add a companion a kept artifact lacks). It returns keys merged into the
+        manifest's ``backends[self.name]`` (e.g. the paths of the files it wrote). Default: nothing.
+        """
+        return {}
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:
