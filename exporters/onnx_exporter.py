@@ -112,7 +112,11 @@ class OnnxExporter(Exporter):
         for a in artifacts:
             if "ort" not in a.get("companions", {}):
                 rel = self.companion_path(a["path"], "ort").as_posix()
-                a.setdefault("notes", {})["ort"] = convert_to_ort(root / a["path"], root / rel)
+                try:
+                    notes = convert_to_ort(root / a["path"], root / rel)
+                except RuntimeError as e:
+                    raise RuntimeError(f"{a['path']} (kept from the previous bundle): {e}") from e
+                a.setdefault("notes", {})["ort"] = notes
                 a["companions"] = {**a.get("companions", {}), "ort": rel}
         ort_files = sorted(a["companions"]["ort"] for a in artifacts)
         configs = write_operator_configs(root, ort_files, self.name)

@@ -86,7 +86,7 @@ def convert_to_ort(onnx_path: str | os.PathLike, ort_path: str | os.PathLike) ->
         os.replace(made[0], ort_path)
     except Exception as e:
         msg = " ".join(str(e).split()) or type(e).__name__
-        raise RuntimeError(f"ORT-format conversion of {onnx_path.name} failed: {msg}") from e
+        raise RuntimeError(f"ORT-format (.ort) conversion failed: {msg}") from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
