@@ -1,4 +1,4 @@
-"""Backend names, precisions (float and quantized) and Core ML compute units: the one list each, shared by exporters, runtimes and the CLI."""
+"""Backend names, precisions (float and quantized), Core ML compute units and ONNX model formats: the one list each, shared by exporters, runtimes and the CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ COREML_COMPUTE_UNITS = {
     "cpu_and_gpu": "CPU_AND_GPU",
     "cpu_and_ne": "CPU_AND_NE",
 }
+
+# Files an ONNX bundle runs from: the .onnx artifacts, or their ORT-format .ort companions
+# (what ORT's mobile/minimal builds load).
+ONNX_MODEL_FORMATS = ("onnx", "ort")
 
 
 class MissingBackendError(RuntimeError):

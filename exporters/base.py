@@ -51,7 +51,8 @@ class ArtifactReport:
     ``path`` is where the artifact was written; ``size_bytes`` counts every file of a package
     directory; ``io_dtype`` is the dtype of every graph input and output (float32 for all
     built-in plugins, at both precisions); ``notes`` holds backend facts such as delegate
-    coverage or the conversion path taken.
+    coverage or the conversion path taken; ``companions`` is ``{key: path}`` of the files the
+    plugin writes beside the artifact (:attr:`Exporter.companions`; e.g. ONNX's ``{"ort": ...}``).
     """
 
     backend: str
@@ -62,6 +63,7 @@ class ArtifactReport:
     export_seconds: float
     io_dtype: str = "float32"
     notes: dict = field(default_factory=dict)
+    companions: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -74,9 +76,10 @@ class Exporter(ABC):
     extension, e.g. ``.onnx``), ``default_precision``, ``requirements`` (``{import name:
     pip requirement}`` checked before exporting), ``recipes`` (``{name: Recipe}``, the
     quantization recipes; empty for float-only plugins), ``attention_form`` (how its artifacts
-    compute attention, and the measurement behind the choice). Constructor keyword arguments are
-    backend options (validated by the plugin) and are recorded in bundle manifests via
-    :meth:`options`.
+    compute attention, and the measurement behind the choice), ``companions`` (``{key: suffix}``,
+    files derived from each artifact and written beside it, e.g. ONNX's ``{"ort": ".ort"}``;
+    the artifact stays the file of record). Constructor keyword arguments are backend options
+    (validated by the plugin) and are recorded in bundle manifests via :meth:`options`.
     """
 
     name: ClassVar[str]
@@ -87,6 +90,7 @@ class Exporter(ABC):
     # How the plugin's artifacts compute attention and why (measured), recorded in the notes of
     # every artifact of :data:`ATTENTION_GRAPHS`; empty = not recorded.
     attention_form: ClassVar[str] = ""
+    companions: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options):
         if options:
@@ -123,6 +127,12 @@ class Exporter(ABC):
         """Deterministic file name of one artifact: ``<graph>.<precision><suffix>``."""
         return f"{graph}.{precision}{self.suffix}"
 
+    def companion_path(self, path: str | os.PathLike, key: str) -> Path:
+        """Where companion ``key`` of the artifact at ``path`` lives: ``path`` with :attr:`suffix`
+        replaced by ``companions[key]`` (``image_encoder.fp32.onnx`` -> ``image_encoder.fp32.ort``)."""
+        path = Path(path)
+        return path.with_name(path.name[: -len(self.suffix)] + self.companions[key])
+
     def export(
         self,
         module: ExportModule,
@@ -136,8 +146,12 @@ class Exporter(ABC):
         """Export ``module`` to ``path`` (must end with :attr:`suffix`) at ``precision``.
 
         The artifact is built under a temporary name next to ``path`` and renamed into place,
-        so ``path`` is either the previous artifact or the complete new one. ``metadata``
-        (string pairs) is embedded where the format supports it.
+        so ``path`` is either the previous artifact or the complete new one. So are the
+        plugin's :attr:`companions`: ``_export`` writes each to :meth:`companion_path` of the
+        temporary path it gets, and they are renamed next to ``path`` (before the artifact)
+        only once all exist; if ``_export`` fails or one is missing, nothing is renamed and
+        every temporary file is removed. ``metadata`` (string pairs) is embedded where the
+        format supports it.
 
         Quantized precisions (``int8``, ``mixed``) need ``quant`` (this graph's
         :class:`GraphQuant` from the recipe) and ``calibration`` (this graph's input tuples in
@@ -183,6 +197,11 @@ class Exporter(ABC):
             seconds = time.perf_counter() - t0
             if self.attention_form and contract.name in ATTENTION_GRAPHS:
                 notes.setdefault("attention", self.attention_form)
+            missing = [k for k in self.companions if not self.companion_path(tmp, k).is_file()]
+            if missing:
+                raise RuntimeError(f"the plugin wrote no {', '.join(missing)} companion file")
+            for key in self.companions:
+                replace_path(self.companion_path(tmp, key), self.companion_path(path, key))
             replace_path(tmp, path)
         except MissingBackendError:
             raise
@@ -190,6 +209,8 @@ class Exporter(ABC):
             raise ExportError(f"{self.name} export of {contract.name!r} at {precision} failed: {e}") from e
         finally:
             remove_path(tmp)
+            for key in self.companions:
+                remove_path(self.companion_path(tmp, key))
         return ArtifactReport(
             backend=self.name,
             graph=contract.name,
@@ -199,6 +220,7 @@ class Exporter(ABC):
             export_seconds=round(seconds, 3),
             io_dtype="float32",
             notes=notes,
+            companions={k: str(self.companion_path(path, k)) for k in self.companions},
         )
 
     @abstractmethod
@@ -218,7 +240,20 @@ class Exporter(ABC):
         ``quant`` (see :meth:`export`); its notes then include ``"quant_scheme"``, what was kept
         float, and may include ``"accuracy"`` (``{"cosine", "rel_max_abs"}`` of the worst output
         against the float32 module on a calibration sample), copied into the manifest.
+        Plugins with :attr:`companions` also write each to ``self.companion_path(path, key)``.
         """
+
+    def finish_backend(self, root: Path, artifacts: list[dict]) -> dict:
+        """Hook run by the bundle writer once per bundle, after every artifact of this backend is in place.
+
+        ``root`` is the bundle folder being staged; ``artifacts`` are this backend's manifest
+        entries in it (``path`` and ``companions`` relative to ``root``): the ones exported now
+        and those kept from the previous bundle. The hook may write bundle-level files under
+        ``root / self.name`` (they are checksummed like every file) and may update the entries in
+        place (e.g. add a companion a kept artifact lacks). It returns keys merged into the
+        manifest's ``backends[self.name]`` (e.g. the paths of the files it wrote). Default: nothing.
+        """
+        return {}
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:

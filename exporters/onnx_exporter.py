@@ -11,6 +11,12 @@
   the recipe's :class:`~edgetam_export.exporters.quantization.GraphQuant` with
   ``onnxruntime.quantization`` (:mod:`edgetam_export.exporters.onnx_quant`: static QDQ int8 with
   calibration, or dynamic int8); graph I/O stays float32 and the result passes the same checks.
+* Every artifact, at every precision, gets a companion ``<graph>.<precision>.ort``: the ORT-format
+  model onnxruntime's own converter makes from it (:mod:`edgetam_export.exporters.onnx_ort`;
+  style Fixed, the converter's default level), for ORT mobile/minimal builds. Once a bundle's
+  ONNX artifacts are all written, :meth:`OnnxExporter.finish_backend` writes
+  ``onnx/required_operators.config`` (and ``required_operators_and_types.config``) from all its
+  ``.ort`` files, for a reduced-size ORT build.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ..models.contracts import Contract, ExportModule
 from ..models.precision import fp16_compute
 from .base import Exporter, register_exporter
 from .onnx_mobile import mobile_usability
+from .onnx_ort import convert_to_ort, write_operator_configs
 from .onnx_quant import RECIPES, output_accuracy, quantize_onnx
 from .quantization import GraphQuant, Recipe
 
@@ -62,7 +69,7 @@ _DEBUG_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node")
 
 @register_exporter
 class OnnxExporter(Exporter):
-    """``.onnx`` via the dynamo exporter.
+    """``.onnx`` via the dynamo exporter, with its ``.ort`` companion.
 
     Options: ``opset`` (>= 18, default 18), ``optimize`` (run the exporter's graph
     optimizer, default True).
@@ -70,6 +77,7 @@ class OnnxExporter(Exporter):
 
     name = "onnx"
     suffix = ".onnx"
+    companions: ClassVar[dict[str, str]] = {"ort": ".ort"}
     default_precision = "fp32"
     requirements: ClassVar[dict[str, str]] = {"onnx": "onnx>=1.17", "onnxscript": "onnxscript>=0.2"}
     recipes: ClassVar[dict[str, Recipe]] = RECIPES
@@ -100,6 +108,38 @@ class OnnxExporter(Exporter):
         calibration: list[tuple] | None = None,
         quant: GraphQuant | None = None,
     ) -> dict:
+        notes = self._export_onnx(module, path, precision, metadata, calibration=calibration, quant=quant)
+        notes["ort"] = convert_to_ort(path, self.companion_path(path, "ort"))
+        return notes
+
+    def finish_backend(self, root: Path, artifacts: list[dict]) -> dict:
+        """Give kept artifacts of an older bundle their ``.ort`` companion, then write the bundle's
+        reduced-build operator configs from every ``.ort`` file; returns ``{"reduced_build":
+        {"required_operators", "required_operators_and_types", "models"}}`` (bundle paths)."""
+        for a in artifacts:
+            if "ort" not in a.get("companions", {}):
+                rel = self.companion_path(a["path"], "ort").as_posix()
+                try:
+                    notes = convert_to_ort(root / a["path"], root / rel)
+                except RuntimeError as e:
+                    raise RuntimeError(f"{a['path']} (kept from the previous bundle): {e}") from e
+                a.setdefault("notes", {})["ort"] = notes
+                a["companions"] = {**a.get("companions", {}), "ort": rel}
+        ort_files = sorted(a["companions"]["ort"] for a in artifacts)
+        configs = write_operator_configs(root, ort_files, self.name)
+        return {"reduced_build": {**configs, "models": ort_files}}
+
+    def _export_onnx(
+        self,
+        module: ExportModule,
+        path: Path,
+        precision: str,
+        metadata: dict[str, str],
+        *,
+        calibration: list[tuple] | None = None,
+        quant: GraphQuant | None = None,
+    ) -> dict:
+        """The ``.onnx`` artifact alone (float, or quantized by ``quant``); returns its notes."""
         import onnx
 
         contract = module.contract

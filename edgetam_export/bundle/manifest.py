@@ -8,6 +8,11 @@ Layout (deterministic names)::
       constants.npz                      host-side constants (EdgeTAM.host_constants(), float32)
       <backend>/<graph>.<precision><ext> e.g. onnx/image_encoder.fp32.onnx,
                                          coreml/prompt_decoder.fp16.mlpackage (a directory)
+      <backend>/<graph>.<precision><cext> companions derived from an artifact (its manifest entry's
+                                         "companions"), e.g. onnx/image_encoder.fp32.ort
+      <backend>/...                      bundle-level files of a backend (named in
+                                         manifest["backends"][backend]), e.g.
+                                         onnx/required_operators.config
 
 :func:`load_bundle` verifies every checksum and refuses missing, modified or unlisted
 artifact files. Writing lives in :mod:`edgetam_export.bundle.write`.
@@ -182,6 +187,12 @@ class Bundle:
     def artifact_path(self, backend: str, graph: str, precision: str) -> Path:
         return self.root / self.artifact(backend, graph, precision)["path"]
 
+    def companion_path(self, backend: str, graph: str, precision: str, key: str) -> Path | None:
+        """Companion ``key`` of one artifact (e.g. ``"ort"``: the ONNX artifact's ``.ort`` file), or
+        None when the artifact has none (bundles written before the plugin made it)."""
+        rel = self.artifact(backend, graph, precision).get("companions", {}).get(key)
+        return None if rel is None else self.root / rel
+
     def quantization(self, backend: str, precision: str) -> dict:
         """The manifest's ``backends[backend]["quantization"][precision]`` entry (recipe, graphs'
         schemes, calibration, accuracy); ``{}`` for a float precision or a missing backend."""
@@ -279,8 +290,9 @@ def verify_files(root: str | os.PathLike, manifest: dict) -> None:
             if rel.startswith(d + "/") and rel not in files:
                 raise BundleError(f"{root}: file {rel} is not listed in the manifest (unexpected file)")
     for a in manifest["artifacts"]:
-        if not (root / a["path"]).exists():
-            raise BundleError(f"{root}: artifact {a['path']} is missing")
+        for rel in (a["path"], *a.get("companions", {}).values()):
+            if not (root / rel).exists():
+                raise BundleError(f"{root}: artifact {rel} is missing")
     if manifest["constants"]["file"] not in files:
         raise BundleError(f"{root}: {manifest['constants']['file']} has no checksum in the manifest")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import PRECISIONS, QUANTIZED_PRECISIONS
-from ..exporters.base import ArtifactReport, Exporter, get_exporter
+from ..exporters.base import ArtifactReport, Exporter, ExportError, get_exporter
 from ..exporters.quantization import Calibration, Recipe, resolve_recipe
 from ..fileio import clean_stale_temps, file_sha256, replace_path, temp_sibling, write_json_atomic
 from ..models.contracts import ExportModule
@@ -153,13 +153,14 @@ def write_bundle(
             for a in keep.artifacts:
                 if (a["backend"], a["graph"], a["precision"]) in planned:
                     continue
-                src, dst = keep.root / a["path"], tmp / a["path"]
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if src.is_dir():
-                    shutil.copytree(src, dst)
-                else:
-                    shutil.copy2(src, dst)
-                artifacts.append(dict(a))
+                for rel in (a["path"], *a.get("companions", {}).values()):
+                    src, dst = keep.root / rel, tmp / rel
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    if src.is_dir():
+                        shutil.copytree(src, dst)
+                    else:
+                        shutil.copy2(src, dst)
+                artifacts.append(json.loads(json.dumps(a)))  # a deep copy: finish_backend may edit it
         quantization: dict[str, dict] = {}
         for e in exporters:
             for precision in plan[e.name]:
@@ -184,11 +185,17 @@ def write_bundle(
                     reports[graph] = report
                     entry = report.as_dict()
                     entry["path"] = rel
+                    entry["companions"] = {
+                        k: Path(c).relative_to(tmp).as_posix() for k, c in report.companions.items()
+                    }
+                    if not entry["companions"]:
+                        del entry["companions"]
                     artifacts.append(entry)
                     if progress:
                         progress(e.name, graph, precision, report)
                 if rcp is not None:
                     quantization.setdefault(e.name, {})[precision] = _quant_entry(rcp, calibration, reports)
+        finished = _finish_backends(tmp, exporters, artifacts)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -217,6 +224,7 @@ def write_bundle(
                     }
                     for e in exporters
                 },
+                finished,
             ),
             "artifacts": artifacts,
             "export_seconds_total": round(time.perf_counter() - t_start, 3),
@@ -231,8 +239,28 @@ def write_bundle(
     return load_bundle(out)
 
 
-def _merged_backends(keep: Bundle | None, new: dict) -> dict:
-    """The manifest's ``backends`` section: the kept bundle's, updated with this export's."""
+def _finish_backends(root: Path, exporters: Sequence[Exporter], artifacts: list[dict]) -> dict[str, dict]:
+    """Run :meth:`Exporter.finish_backend` of every backend with artifacts in the staged bundle ``root``
+    (this export's exporters, or a default instance for a backend only kept from the previous
+    bundle); ``{backend: keys for manifest["backends"][backend]}``. A failing hook is an
+    :class:`ExportError` naming the backend."""
+    by_name = {e.name: e for e in exporters}
+    out = {}
+    for b in sorted({a["backend"] for a in artifacts}):
+        try:
+            exporter = by_name.get(b) or get_exporter(b)
+        except KeyError:  # a kept backend whose plugin is not installed here: nothing to run
+            continue
+        try:
+            out[b] = exporter.finish_backend(root, [a for a in artifacts if a["backend"] == b])
+        except Exception as e:
+            raise ExportError(f"{b}: finishing the bundle's {b} files failed: {e}") from e
+    return out
+
+
+def _merged_backends(keep: Bundle | None, new: dict, finished: dict[str, dict] | None = None) -> dict:
+    """The manifest's ``backends`` section: the kept bundle's, updated with this export's and with
+    what each backend's :meth:`~Exporter.finish_backend` returned (``finished``)."""
     out = {b: dict(v) for b, v in (keep.manifest.get("backends", {}) if keep is not None else {}).items()}
     for b, info in new.items():
         old = out.get(b, {}).get("precisions", [])
@@ -258,6 +286,8 @@ def _merged_backends(keep: Bundle | None, new: dict) -> dict:
                     "accuracy": {**prev.get("accuracy", {}), **q.get("accuracy", {})},
                 }
         out[b] = {**info, "precisions": merged, **({"quantization": quant} if quant else {})}
+    for b, extra in (finished or {}).items():
+        out[b] = {**out.get(b, {}), **extra}
     return out
 
 

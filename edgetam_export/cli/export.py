@@ -56,10 +56,12 @@ def _notes_summary(a: dict) -> str:
         from ..exporters.onnx_mobile import mobile_summary
 
         quant = f", {n['quant_scheme']}" if "quant_scheme" in n else ""
+        ort = f", .ort {_size(n['ort']['bytes'])}" if isinstance(n.get("ort"), dict) else ""
         mobile = mobile_summary(n)
         return (
             f"opset {n.get('opset', '?')}, {n.get('nodes', '?')} nodes, weights {n.get('weights_dtype', '?')}"
             + quant
+            + ort
             + (f"; {mobile}" if mobile else "")
         )
     return ""
@@ -425,6 +427,12 @@ def inspect_cmd(
         _plain(t)
     for b, info in m.get("backends", {}).items():
         _plain(f"backend {b}: precisions {info.get('precisions')}, options {info.get('options')}")
+        if "reduced_build" in info:
+            rb = info["reduced_build"]
+            _plain(
+                f"  reduced ORT build configs (from {len(rb.get('models', []))} .ort files): "
+                f"{rb.get('required_operators')}, {rb.get('required_operators_and_types')}"
+            )
         for p, q in info.get("quantization", {}).items():
             schemes = ", ".join(f"{g} {s}" for g, s in q.get("graphs", {}).items())
             _plain(

@@ -12,11 +12,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..backends import BACKENDS, COREML_COMPUTE_UNITS, PRECISIONS, MissingBackendError
+from ..backends import BACKENDS, COREML_COMPUTE_UNITS, ONNX_MODEL_FORMATS, PRECISIONS, MissingBackendError
 
 Backend = Enum("Backend", {b: b for b in BACKENDS}, type=str)
 Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)
 ComputeUnits = Enum("ComputeUnits", {u: u for u in COREML_COMPUTE_UNITS}, type=str)
+OnnxFormat = Enum("OnnxFormat", {f: f for f in ONNX_MODEL_FORMATS}, type=str)
 
 
 def _width(stream) -> int | None:

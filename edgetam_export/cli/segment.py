@@ -11,12 +11,13 @@ from ..fileio import write_json_atomic
 from ..overlay import mark_prompts, overlay_masks
 from ..video import VideoError, read_image, write_png
 from .app import app
-from .options import Backend, Precision, prepare_out, user_errors
+from .options import Backend, OnnxFormat, Precision, prepare_out, user_errors
 from .sources import (
     BACKEND_OPTION,
     BUNDLE_OPTION,
     CHECKPOINT_OPTION,
     EXPECT_DIGEST_OPTION,
+    ONNX_FORMAT_OPTION,
     OVERWRITE_OPTION,
     PRECISION_OPTION,
     THREADS_OPTION,
@@ -40,6 +41,7 @@ def segment(
     precision: Precision | None = PRECISION_OPTION,
     threads: int | None = THREADS_OPTION,
     expect_digest: str | None = EXPECT_DIGEST_OPTION,
+    onnx_format: OnnxFormat | None = ONNX_FORMAT_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     out: Path = typer.Option(Path("segment_out"), "--out", help="Output folder."),
     auto: bool = typer.Option(False, "--auto", help="Segment everything (automatic mask generation)."),
@@ -85,6 +87,7 @@ def segment(
         threads,
         graphs=("image_encoder", "prompt_decoder"),
         expect_digest=expect_digest,
+        onnx_format=onnx_format,
     )
     if auto:
         prepare_out(out, overwrite)

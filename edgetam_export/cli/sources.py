@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from ..models.constants import GRAPH_NAMES
 from ..tracker.prompts import validate_points
-from .options import Backend, Precision
+from .options import Backend, OnnxFormat, Precision
 
 console = Console(stderr=True, soft_wrap=True)  # never hard-wrap: messages are read and grepped whole
 
@@ -33,6 +33,11 @@ PRECISION_OPTION = typer.Option(
 THREADS_OPTION = typer.Option(
     None, "--threads", min=1, help="CPU threads (ONNX Runtime / ExecuTorch / PyTorch)."
 )
+ONNX_FORMAT_OPTION = typer.Option(
+    None,
+    "--onnx-format",
+    help="ONNX bundles: run the .onnx files (onnx, the default) or their ORT-format .ort companions (ort).",
+)
 EXPECT_DIGEST_OPTION = typer.Option(
     None, "--expect-digest", help="Refuse the bundle unless its digest is this sha256:<hex>."
 )
@@ -47,15 +52,19 @@ def choose_runtime(
     threads: int | None = None,
     graphs: tuple[str, ...] = GRAPH_NAMES,
     expect_digest: str | None = None,
+    onnx_format: OnnxFormat | None = None,
 ):
     """Build the runtime: an exported bundle, a checkpoint on the PyTorch reference, or synthetic weights.
 
     Returns ``(runtime, provenance)``: provenance holds ``weights`` (one line),
     ``weights_provenance`` (synthetic + salt, or checkpoint path + sha256) and, for a bundle,
-    ``bundle_digest``; it goes into summary.json.
+    ``bundle_digest`` (and ``onnx_format`` when it runs ONNX); it goes into summary.json.
+    ``onnx_format`` (``--onnx-format``) is the ONNX runtime's ``model_format``.
     """
     if expect_digest is not None and bundle is None:
         raise typer.BadParameter("--expect-digest pins a bundle: add --bundle")
+    if onnx_format is not None and bundle is None:
+        raise typer.BadParameter("--onnx-format chooses among a bundle's ONNX files: add --bundle")
     if bundle is not None and checkpoint is not None:
         raise typer.BadParameter("give --checkpoint or --bundle, not both")
     if bundle is None and (backend is not None or precision is not None):
@@ -84,6 +93,13 @@ def choose_runtime(
             "weights_provenance": w,
             "bundle_digest": b.digest,
         }
+        if onnx_format is not None and chosen[0] != "onnx":
+            raise typer.BadParameter(
+                f"applies to the onnx backend, and this run uses {chosen[0]} (add --backend onnx)",
+                param_hint="--onnx-format",
+            )
+        if chosen[0] == "onnx":
+            kwargs["model_format"] = provenance["onnx_format"] = (onnx_format or OnnxFormat.onnx).value
         return runtime_from_bundle(b, backend=chosen[0], precision=chosen[1], **kwargs), provenance
     from ..models import build_edgetam
     from ..runtime.torch_runtime import TorchRuntime

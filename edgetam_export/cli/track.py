@@ -13,12 +13,13 @@ from ..fileio import write_json_atomic
 from ..overlay import overlay_masks
 from ..video import LazyVideo, VideoError, VideoWriter, iter_frames, read_image, write_png
 from .app import app
-from .options import Backend, Precision, prepare_out, user_errors
+from .options import Backend, OnnxFormat, Precision, prepare_out, user_errors
 from .sources import (
     BACKEND_OPTION,
     BUNDLE_OPTION,
     CHECKPOINT_OPTION,
     EXPECT_DIGEST_OPTION,
+    ONNX_FORMAT_OPTION,
     OVERWRITE_OPTION,
     PRECISION_OPTION,
     THREADS_OPTION,
@@ -86,6 +87,7 @@ def track(
     precision: Precision | None = PRECISION_OPTION,
     threads: int | None = THREADS_OPTION,
     expect_digest: str | None = EXPECT_DIGEST_OPTION,
+    onnx_format: OnnxFormat | None = ONNX_FORMAT_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     out: Path = typer.Option(Path("track_out"), "--out", help="Output folder."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Only the first N frames."),
@@ -117,7 +119,7 @@ def track(
                 )
             raise typer.BadParameter(f"--frame {g['frame']} is out of range: the video has {n} frames")
     runtime, provenance = choose_runtime(
-        checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest
+        checkpoint, bundle, backend, precision, threads, expect_digest=expect_digest, onnx_format=onnx_format
     )
     from ..tracker import Tracker
     from ..tracker.editing import STREAM_KEEP, prune_video

@@ -116,8 +116,12 @@ def test_layout_and_manifest(toy_bundle):
         "executorch/toy_encoder.fp32.pte",
         "executorch/toy_head.fp32.pte",
         MANIFEST,
+        "onnx/required_operators.config",
+        "onnx/required_operators_and_types.config",
         "onnx/toy_encoder.fp32.onnx",
+        "onnx/toy_encoder.fp32.ort",
         "onnx/toy_head.fp32.onnx",
+        "onnx/toy_head.fp32.ort",
     ]
     assert seen[:2] == [("onnx", "toy_encoder", "fp32", True), ("onnx", "toy_encoder", "fp32", False)]
     assert len(seen) == 8
@@ -139,12 +143,22 @@ def test_layout_and_manifest(toy_bundle):
     assert arts[("executorch", "toy_head", "fp32")]["path"] == "executorch/toy_head.fp32.pte"
     assert "coverage" in arts[("executorch", "toy_head", "fp32")]["notes"]
     assert all(a["io_dtype"] == "float32" and a["size_bytes"] > 0 for a in m["artifacts"])
+    assert arts[("onnx", "toy_head", "fp32")]["companions"] == {"ort": "onnx/toy_head.fp32.ort"}
+    assert "companions" not in arts[("executorch", "toy_head", "fp32")]
+    assert m["backends"]["onnx"]["reduced_build"]["models"] == [
+        "onnx/toy_encoder.fp32.ort",
+        "onnx/toy_head.fp32.ort",
+    ]
     assert sorted(onnx_b.manifest["files"]) == [
         CONSTANTS,
-        "onnx/toy_encoder.fp16.onnx",
-        "onnx/toy_encoder.fp32.onnx",
-        "onnx/toy_head.fp16.onnx",
-        "onnx/toy_head.fp32.onnx",
+        "onnx/required_operators.config",
+        "onnx/required_operators_and_types.config",
+        *(
+            f"onnx/{g}.{p}.{ext}"
+            for g in ("toy_encoder", "toy_head")
+            for p in ("fp16", "fp32")
+            for ext in ("onnx", "ort")
+        ),
     ]
     # no temporary folders left next to the bundles
     assert sorted(p.name for p in both.root.parent.iterdir()) == ["both", "onnx_only"]
@@ -170,6 +184,7 @@ def test_load_bundle_roundtrip(toy_bundle):
     ("damage", "message"),
     [
         ("modify_artifact", "file onnx/toy_head.fp32.onnx was modified"),
+        ("modify_companion", "file onnx/toy_head.fp32.ort was modified"),
         ("delete_constants", f"file {CONSTANTS} listed in the manifest is missing"),
         ("delete_artifact", "file executorch/toy_encoder.fp32.pte listed in the manifest is missing"),
         ("extra_file", "file onnx/evil.onnx is not listed in the manifest"),
@@ -183,6 +198,9 @@ def test_tampered_bundles_are_refused(toy_bundle, tmp_path, damage, message):
     root = _copy(both, tmp_path)
     if damage == "modify_artifact":
         with open(root / "onnx/toy_head.fp32.onnx", "ab") as f:
+            f.write(b"\0")
+    elif damage == "modify_companion":
+        with open(root / "onnx/toy_head.fp32.ort", "ab") as f:
             f.write(b"\0")
     elif damage == "delete_constants":
         (root / CONSTANTS).unlink()
@@ -200,7 +218,7 @@ def test_tampered_bundles_are_refused(toy_bundle, tmp_path, damage, message):
         (root / MANIFEST).write_text("{not json")
     with pytest.raises(BundleError, match=message):
         load_bundle(root)
-    if damage in ("modify_artifact", "delete_constants", "delete_artifact", "extra_file"):
+    if damage in ("modify_artifact", "modify_companion", "delete_constants", "delete_artifact", "extra_file"):
         with pytest.raises(BundleError, match=message):
             runtime_from_bundle(root, backend="onnx")
 

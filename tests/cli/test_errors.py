@@ -92,3 +92,12 @@ def test_debug_shows_the_traceback(media, tmp_path):
 def test_version():
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and r.output.startswith("edgetam-export ")
+
+
+def test_onnx_format_needs_a_bundle(media, tmp_path):
+    video, img = media
+    for cmd, arg in (("track", video), ("segment", img)):
+        r = runner.invoke(
+            app, [cmd, str(arg), "--point", "10,10", "--onnx-format", "ort", "--out", str(tmp_path / cmd)]
+        )
+        _one_line_exit_2(r, "--onnx-format chooses among a bundle's ONNX files")

@@ -129,13 +129,25 @@ def test_track_and_segment_pick_the_default_in_a_multi_choice_bundle(exported_bu
             "fp16",
             "--threads",
             "1",
+            "--onnx-format",
+            "ort",
             "--out",
             str(tmp_path / "s"),
         ],
     )
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert (s["backend"], s["precision"]) == ("onnx", "fp16")
+    assert (s["backend"], s["precision"], s["onnx_format"]) == ("onnx", "fp16", "ort")
+    # the .ort files of a backend the run does not use: refused before any work
+    r = runner.invoke(
+        app,
+        [
+            *("segment", str(img), "--point", "1,1", "--bundle", root, "--backend", "executorch"),
+            *("--onnx-format", "ort", "--out", str(tmp_path / "e")),
+        ],
+    )
+    flat = " ".join(r.output.replace("│", " ").split())  # the usage-error box wraps lines
+    assert r.exit_code == 2 and "applies to the onnx backend, and this run uses executorch" in flat, flat
 
 
 def test_non_empty_out_is_refused_unless_overwrite(tmp_path):

@@ -187,6 +187,35 @@ def test_failed_export_is_atomic(tmp_path, toy):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.fp32.pte"]
 
 
+def test_companions_are_renamed_next_to_the_artifact_only_when_all_exist(tmp_path, toy):
+    """Exporter.companions: files _export writes beside the temporary artifact, renamed with it."""
+
+    class _WithSide(Exporter):
+        name = "test-companions"
+        suffix = ".bin"
+        companions: ClassVar[dict[str, str]] = {"side": ".side.txt"}
+        write_side = True
+
+        def _export(self, module, path, precision, metadata):
+            path.write_bytes(b"artifact")
+            if self.write_side:
+                self.companion_path(path, "side").write_text("derived")
+            return {}
+
+    e = _WithSide()
+    target = tmp_path / "toy.fp32.bin"
+    assert e.companion_path(target, "side") == tmp_path / "toy.fp32.side.txt"
+    rep = e.export(toy, target, "fp32")
+    assert rep.companions == {"side": str(tmp_path / "toy.fp32.side.txt")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.fp32.bin", "toy.fp32.side.txt"]
+    assert rep.size_bytes == len(b"artifact")  # the artifact of record alone
+    e.write_side = False
+    with pytest.raises(ExportError, match="failed: the plugin wrote no side companion file"):
+        e.export(toy, tmp_path / "other.fp32.bin", "fp32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.fp32.bin", "toy.fp32.side.txt"]
+    assert Exporter.finish_backend(e, tmp_path, []) == {}  # the bundle hook's default
+
+
 def test_fp16_compute_keeps_original_and_float32_boundary(toy):
     half = fp16_compute(toy)
     assert toy.conv.weight.dtype == torch.float32
@@ -216,7 +245,11 @@ def test_onnx_artifact(toy_exports, toy, precision):
     assert rep.notes["weights_dtype"] == ("float16" if precision == "fp16" else "float32")
     model = onnx.load(rep.path)  # one self-contained file: no external data beside it
     onnx.checker.check_model(model, full_check=True)
-    assert {p.suffix for p in Path(rep.path).parent.iterdir()} == {".onnx"}
+    assert {p.suffix for p in Path(rep.path).parent.iterdir()} == {".onnx", ".ort"}  # the .ort companions
+    assert (
+        rep.companions == {"ort": rep.path[: -len(".onnx")] + ".ort"}
+        and Path(rep.companions["ort"]).is_file()
+    )
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 18
     assert [i.name for i in model.graph.input] == toy.contract.input_names
