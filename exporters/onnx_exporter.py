@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..models.contracts import Contract, ExportModule
+from ..models.layers import LayerNorm2d
 from ..models.precision import fp16_compute
+from ..models.xnnpack_forms import rewritten_types, xnnpack_forms
 from .base import Exporter, register_exporter
 from .onnx_mobile import mobile_usability
 from .onnx_ort import convert_to_ort, write_operator_configs
@@ -72,7 +74,10 @@ class OnnxExporter(Exporter):
     """``.onnx`` via the dynamo exporter, with its ``.ort`` companion.
 
     Options: ``opset`` (>= 18, default 18), ``optimize`` (run the exporter's graph
-    optimizer, default True).
+    optimizer, default True), ``mobile_forms`` (default True: export the rewritten copies of
+    :func:`~edgetam_export.models.xnnpack_forms.xnnpack_forms` without comparisons, ``where``,
+    ``expand`` and leading ``unsqueeze``, so ORT's mobile execution providers are not split by
+    them; LayerNorms stay ``LayerNormalization``, which ONNX Runtime fuses).
     """
 
     name = "onnx"
@@ -89,14 +94,15 @@ class OnnxExporter(Exporter):
         "node would split the graph on phones (docs/PERFORMANCE.md)"
     )
 
-    def __init__(self, opset: int = 18, optimize: bool = True):
+    def __init__(self, opset: int = 18, optimize: bool = True, mobile_forms: bool = True):
         if int(opset) < 18:
             raise ValueError(f"opset must be >= 18, got {opset}")
         self.opset = int(opset)
         self.optimize = bool(optimize)
+        self.mobile_forms = bool(mobile_forms)
 
     def options(self) -> dict:
-        return {"opset": self.opset, "optimize": self.optimize}
+        return {"opset": self.opset, "optimize": self.optimize, "mobile_forms": self.mobile_forms}
 
     def _export(
         self,
@@ -209,9 +215,12 @@ class OnnxExporter(Exporter):
         """The dynamo export at ``precision`` (fp32/fp16) to ``path``; ``label`` is the recorded precision."""
         import onnx
         import torch
+        from torch import nn
 
         contract = module.contract
-        target = fp16_compute(module) if precision == "fp16" else module
+        # LayerNorms keep their reference form: ORT fuses LayerNormalization (the rewrite would not).
+        form = xnnpack_forms(module, keep=(nn.LayerNorm, LayerNorm2d)) if self.mobile_forms else module
+        target = fp16_compute(form) if precision == "fp16" else form
         example = tuple(module.example_inputs())
         log = io.StringIO()
         # The dynamo exporter prints its progress to stdout; keep it out of the CLI's progress bar.
@@ -239,6 +248,7 @@ class OnnxExporter(Exporter):
             "initializers": len(proto.graph.initializer),
             "weights_dtype": "float16" if precision == "fp16" else "float32",
             "mobile": mobile,
+            "rewrites": rewritten_types(form),
             **(
                 {"fp32_islands": f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"}
                 if precision == "fp16"

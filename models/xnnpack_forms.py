@@ -525,10 +525,13 @@ _FORMS: dict[type[nn.Module], type[nn.Module]] = {
 _UNCHANGED = (MemoryEncoder,)  # listed for the reader: its convs / GELUs already lower
 
 
-def xnnpack_forms(module: M, half: bool = False) -> M:
+def xnnpack_forms(module: M, half: bool = False, keep: tuple[type, ...] = ()) -> M:
     """A deep copy of ``module`` (an export wrapper, or any module) with every sub-module of a
     known type in its XNNPACK-lowerable form (see the module table); the argument is not
     modified. Same contract, same ``example_inputs``; the copy is in eval mode.
+
+    ``keep``: module types left in their reference form (e.g. ``(nn.LayerNorm, LayerNorm2d)``
+    for ONNX, whose runtimes have a fused LayerNormalization that the rewrite would decompose).
 
     ``half``: for an fp16 program (``fp16_compute`` of the result). LayerNorms become
     :class:`XnnHalfLayerNorm` (computed in fp16, no fp32 island and hence no casts) and exact
@@ -536,7 +539,7 @@ def xnnpack_forms(module: M, half: bool = False) -> M:
     """
     out = copy.deepcopy(module).eval()
     for m in list(out.modules()):
-        form = _FORMS.get(type(m))
+        form = None if type(m) in keep else _FORMS.get(type(m))
         if form is not None:
             m.__class__ = form
             m._prepare()

@@ -121,17 +121,23 @@ def wrappers(exported_bundles):
 
 @pytest.mark.parametrize("graph", ["prompt_decoder", "memory_encoder", "memory_attention"])
 def test_rewritten_wrappers_equal_the_reference_on_real_feeds(wrappers, bench_capture, graph):
+    """Both the ExecuTorch forms and the ONNX ones (LayerNorms kept) equal the reference wrapper."""
     module, fast = wrappers[graph]
+    onnx_form = xnnpack_forms(module, keep=(nn.LayerNorm, LayerNorm2d))
     assert rewritten_types(fast) and not rewritten_types(module)
+    norms = {"XnnLayerNorm", "XnnLayerNorm2d"}
+    assert norms & set(rewritten_types(fast)) and not norms & set(rewritten_types(onnx_form))
+    assert set(rewritten_types(onnx_form)) < set(rewritten_types(fast))
     calls = [c for c in bench_capture.calls.values() if c.graph == graph and c.key.endswith("/obj0")]
     assert calls, f"no recorded {graph} call"
     names = module.contract.input_names
     for call in calls:
         args = [torch.from_numpy(call.feeds[n]) for n in names]
         with torch.no_grad():
-            want, got = module(*args), fast(*args)
-        for spec, w, o in zip(module.contract.outputs, want, got, strict=True):
+            want, got, got_onnx = module(*args), fast(*args), onnx_form(*args)
+        for spec, w, o, x in zip(module.contract.outputs, want, got, got_onnx, strict=True):
             _check(OUTPUT_KINDS[spec.name], f"{call.key}/{spec.name}", w, o)
+            _check(OUTPUT_KINDS[spec.name], f"{call.key}/{spec.name} (onnx form)", w, x)
 
 
 def test_prompt_decoder_ignores_garbage_in_unused_slots_as_before(wrappers):
