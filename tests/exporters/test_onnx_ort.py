@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 from edgetam_export.exporters.base import ExportError, get_exporter
-from edgetam_export.models.contracts import Contract, ExportModule, TensorSpec
+from edgetam_export.models.contracts import Contract
 
 from edgetam_export.bundle import MANIFEST, export_bundle, load_bundle, write_bundle
 from edgetam_export.cli.export import artifacts_table
 from edgetam_export.fileio import file_sha256
 from edgetam_export.runtime.onnx_runtime import OnnxRuntime
+from tests.tiny_module import Tiny
 
 GRAPH = "prompt_decoder"
 
@@ -96,23 +97,6 @@ def test_ort_runtime_runs_the_same_graph(decoder_bundle):
     same = dict(zip(contract.output_names, no_nchwc.run(contract.output_names, feeds), strict=True))
     for name in contract.output_names:
         np.testing.assert_array_equal(got[name], same[name])
-
-
-class Tiny(ExportModule):
-    """x (1, 4) -> y (1, 3): one Linear, exports in a second."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(4, 3)
-        self.contract = Contract(
-            "tiny",
-            (TensorSpec("x", (1, 4), description="in"),),
-            (TensorSpec("y", (1, 3), description="out"),),
-        )
-
-    def forward(self, x):
-        return (self.fc(x),)
 
 
 def _write(out, modules=None, keep=None):

@@ -7,28 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from edgetam_export.models.contracts import Contract, ExportModule, TensorSpec
 
 from edgetam_export.bundle import MANIFEST, BundleError, load_bundle, write_bundle
 from edgetam_export.runtime.loader import runtime_from_bundle
 from edgetam_export.runtime.onnx_runtime import OnnxRuntime
-
-
-class Tiny(ExportModule):
-    """x (1, 4) -> y (1, 3): one Linear."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(4, 3)
-        self.contract = Contract(
-            "tiny",
-            (TensorSpec("x", (1, 4), description="in"),),
-            (TensorSpec("y", (1, 3), description="out"),),
-        )
-
-    def forward(self, x):
-        return (self.fc(x),)
+from tests.tiny_module import Tiny
 
 
 @pytest.fixture(scope="module")
