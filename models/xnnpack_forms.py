@@ -50,7 +50,7 @@ from .memory_attention import (
 )
 from .memory_encoder import MASK_BIAS, MASK_SCALE, CXBlock, MemoryEncoder
 from .perceiver import CrossAttention, PerceiverResampler, SelfAttention
-from .prompt_encoder import PAD_LABEL, PromptEncoder
+from .prompt_encoder import PAD_LABEL, PromptEncoder, RandomFourierPE
 from .rope import apply_rope
 from .two_way_transformer import INVALID_KEY_BIAS, Attention, TwoWayTransformer
 from .wrap_memory_attention import TOKENS_PER_PTR, TOKENS_PER_SLOT, MemoryAttentionExport
@@ -407,12 +407,27 @@ class XnnPromptDecoderExport(PromptDecoderExport):
         return masks, iou, obj_logit, self.obj_ptr_proj(mask_tokens)
 
 
+class XnnRandomFourierPE(RandomFourierPE):
+    """:class:`RandomFourierPE` with ``(2u − 1) @ G`` as ``linear`` by the stored ``Gᵀ``: same values.
+
+    Still called as the ``pe_layer`` module, so exported graphs keep the ``pe_layer`` scope that
+    the ONNX quantization recipes name to keep the point encoding float.
+    """
+
+    def _prepare(self) -> None:
+        g = self.positional_encoding_gaussian_matrix
+        self.register_buffer("gauss_t", g.detach().t().contiguous(), persistent=False)  # (128, 2)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """(..., 2) normalised (x, y) -> (..., 256) [sin φ, cos φ]; float scalars only (see below)."""
+        phi = 2.0 * torch.pi * F.linear(2.0 * u - 1.0, self.gauss_t)
+        return torch.cat([torch.sin(phi), torch.cos(phi)], dim=-1)
+
+
 class XnnPromptEncoder(PromptEncoder):
     """:class:`PromptEncoder` with label one-hots as :func:`equal` and table lookups as ``linear``."""
 
     def _prepare(self) -> None:
-        g = self.pe_layer.positional_encoding_gaussian_matrix
-        self.register_buffer("gauss_t", g.detach().t().contiguous(), persistent=False)  # (128, 2)
         table = torch.cat([e.weight.detach() for e in self.point_embeddings], dim=0)  # (4, 256)
         self.register_buffer("point_table_t", table.t().contiguous(), persistent=False)  # (256, 4)
         self.register_buffer("nap", self.not_a_point_embed.weight.detach().clone(), persistent=False)
@@ -423,8 +438,7 @@ class XnnPromptEncoder(PromptEncoder):
     def embed_points(self, xy: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # float scalars only: an int scalar becomes an int64 constant plus a cast outside the delegate
         u = (xy + 0.5) / float(self.image_size)
-        phi = 2.0 * torch.pi * F.linear(2.0 * u - 1.0, self.gauss_t)
-        pe = torch.cat([torch.sin(phi), torch.cos(phi)], dim=-1)  # (B, N, 256)
+        pe = self.pe_layer(u)  # (B, N, 256): XnnRandomFourierPE
         is_pad = equal(labels, PAD_LABEL).unsqueeze(-1)  # (B, N, 1)
         onehot = equal(labels.unsqueeze(-1), self.label_ids)  # (B, N, 4)
         return pe * (1.0 - is_pad) + F.linear(onehot, self.point_table_t) + is_pad * self.nap
@@ -518,6 +532,7 @@ _FORMS: dict[type[nn.Module], type[nn.Module]] = {
     SelfAttention: XnnSelfAttention,
     PromptDecoderExport: XnnPromptDecoderExport,
     PromptEncoder: XnnPromptEncoder,
+    RandomFourierPE: XnnRandomFourierPE,
     MaskDecoder: XnnMaskDecoder,
     TwoWayTransformer: XnnTwoWayTransformer,
     Attention: XnnAttention,
