@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..models.contracts import ExportModule
+from ..models.flop_count import forward_gflop
 from ..models.precision import fp16_compute
 from ..models.xnnpack_forms import rewritten_types, xnnpack_forms
 from .base import Exporter, register_exporter
@@ -156,12 +157,15 @@ class ExecuTorchExporter(Exporter):
 
         # every op in a form XNNPACK lowers (models/xnnpack_forms.py)
         lowerable = xnnpack_forms(module, half=precision == "fp16")
+        # the work of the lowered form (fp32 only: the fp16 program does the same arithmetic)
+        gflop = {"gflop": forward_gflop(lowerable)} if precision == "fp32" else {}
         target = fp16_compute(lowerable) if precision == "fp16" else lowerable
         example = tuple(module.example_inputs())
         with torch.no_grad():
             exported = torch.export.export(target, example, strict=False)
         notes = self._lower(exported, path)
         notes["rewrites"] = rewritten_types(lowerable)
+        notes.update(gflop)
         notes["weights_dtype"] = "float16" if precision == "fp16" else "float32"
         if precision == "fp16":
             notes["fp32_islands"] = f"{target.fp32_islands} LayerNorm/LayerNorm2d modules kept in fp32"

@@ -1,6 +1,8 @@
 """Arithmetic: GFLOP per graph (``torch.utils.flop_counter`` on the reference wrappers) and this
 machine's measured fp32 GEMM peak (the fastest of torch.matmul, ONNX Runtime MatMul and an
 XNNPACK-delegated ExecuTorch linear), so every latency can be stated as a roofline fraction.
+An artifact whose exporter recorded the GFLOP of the form it lowered (``gflop`` in the pack
+index) is measured against that count instead (runner.py).
 """
 
 from __future__ import annotations
@@ -15,25 +17,19 @@ GEMM_N = 1024  # square fp32 GEMM size: 2.1 GFLOP per call, big enough to reach 
 def graph_gflop(pack, reference=None) -> dict[str, float]:
     """``{graph: GFLOP}`` of one call of each graph benchmark (counted once on the reference wrappers)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
+    from ..models.flop_count import forward_gflop
     from ._deps import reference_runtime
 
     ref = reference or reference_runtime(pack.as_bundle())
     out = {}
     for graph, key in pack.plan["graph_benchmarks"].items():
         module = ref.modules[graph]
-        # Inference-only wrappers: parameters that require grad (some made in inference mode by
-        # fusion) trip FlopCounterMode's module-tracker grad hooks.
-        for prm in module.parameters():
-            prm.requires_grad_(False)
         feeds = pack.feeds(key)
         args = [
             torch.from_numpy(np.ascontiguousarray(feeds[n], np.float32)) for n in module.contract.input_names
         ]
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            module(*args)
-        out[graph] = counter.get_total_flops() / 1e9
+        out[graph] = forward_gflop(module, args)
     return out
 
 

@@ -207,6 +207,9 @@ def write_pack(
                 "outputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in c.outputs],
                 "contract": c.as_dict(),
             }
+            gflop = bundle.artifact(backend, graph, precision).get("notes", {}).get("gflop")
+            if gflop:  # the GFLOP of the form the exporter lowered (models/flop_count.py)
+                artifacts[graph]["gflop"] = float(gflop)
         tensors: dict[str, dict] = {}
         by_digest: dict[str, dict] = {}
         calls = {}

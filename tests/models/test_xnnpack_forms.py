@@ -7,7 +7,11 @@ import copy
 
 import pytest
 import torch
+from edgetam_export.exporters.onnx_exporter import MOBILE_FORMS_KEEP
 from edgetam_export.models.layers import LayerNorm2d
+from edgetam_export.models.memory_attention import MemoryAttention
+from edgetam_export.models.memory_encoder import CXBlock
+from edgetam_export.models.wrap_memory_attention import MemoryAttentionExport
 from edgetam_export.models.xnnpack_forms import (
     FP16_OUTSIDE_DELEGATE,
     XnnHalfGELU,
@@ -16,6 +20,7 @@ from edgetam_export.models.xnnpack_forms import (
     XnnLayerNorm2d,
     equal,
     rewritten_types,
+    split_depthwise,
     step,
     xnnpack_forms,
 )
@@ -123,7 +128,7 @@ def wrappers(exported_bundles):
 def test_rewritten_wrappers_equal_the_reference_on_real_feeds(wrappers, bench_capture, graph):
     """Both the ExecuTorch forms and the ONNX ones (LayerNorms kept) equal the reference wrapper."""
     module, fast = wrappers[graph]
-    onnx_form = xnnpack_forms(module, keep=(nn.LayerNorm, LayerNorm2d))
+    onnx_form = xnnpack_forms(module, keep=MOBILE_FORMS_KEEP)
     assert rewritten_types(fast) and not rewritten_types(module)
     norms = {"XnnLayerNorm", "XnnLayerNorm2d"}
     assert norms & set(rewritten_types(fast)) and not norms & set(rewritten_types(onnx_form))
@@ -190,3 +195,55 @@ def test_rank4_window_partition_is_the_rank5_one_bit_for_bit():
     assert torch.equal(
         PerceiverResampler.window_tokens(PerceiverResampler(), x), rank5.reshape(-1, ws * ws, c)
     )
+
+
+def test_split_depthwise_is_the_7x7_convolution():
+    """Nine shifted 3x3 depthwise convolutions equal the 7x7 one (bias included) at every pixel,
+    borders too; a wrong shift or a dropped block moves the output by the kernel's scale."""
+    g = torch.Generator().manual_seed(0)
+    block = CXBlock(16).eval()
+    with torch.no_grad():
+        for prm in block.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g))
+    fast = xnnpack_forms(block)
+    blocks, shifts, extent = split_depthwise(block.dwconv.weight.detach())
+    assert (
+        len(blocks) == 9
+        and extent == 3
+        and sorted(shifts) == [(a, b) for a in (-3, 0, 3) for b in (-3, 0, 3)]
+    )
+    x = torch.randn(1, 16, 12, 9, generator=g)
+    with torch.no_grad():
+        want, got = block.dwconv(x), fast._depthwise(x)
+        assert (want - got).abs().max() <= 1e-5 * want.abs().max()
+        assert (block(x) - fast(x)).abs().max() <= 1e-5 * block(x).abs().max()
+    with pytest.raises(ValueError, match="depthwise"):
+        split_depthwise(torch.zeros(4, 1, 6, 6))
+
+
+def test_cross_attention_in_memory_space_equals_the_reference_with_masked_slots():
+    """The memory attention form (unrotated keys scored in 64-d, values projected after the
+    softmax, keys regrouped) equals the reference wrapper with invalid slots and pointers holding
+    garbage; swapping two valid slots changes nothing (permutation invariance is what the
+    regrouping relies on)."""
+    g = torch.Generator().manual_seed(2)
+    ma = MemoryAttention()
+    with torch.no_grad():
+        for prm in ma.parameters():
+            prm.copy_(0.05 * torch.randn(prm.shape, generator=g))
+    ref = MemoryAttentionExport(ma, 0.1 * torch.randn(7, 1, 1, 64, generator=g), 3, 5).eval()
+    fast = xnnpack_forms(ref)
+    vis, mem, tpos, ptr, slot_valid, ptr_valid = ref.example_inputs()
+    vis, mem, ptr = (torch.randn(t.shape, generator=g) for t in (vis, mem, ptr))
+    tpos = torch.nn.functional.one_hot(torch.tensor([[0, 3, 5]]), 7).float()
+    slot_valid = torch.tensor([[1.0, 0.0, 1.0]])
+    ptr_valid = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0]])
+    mem[:, 512:1024] = 10.0 * torch.randn(1, 512, 64, generator=g)  # the invalid slot: garbage
+    with torch.no_grad():
+        want = ref(vis, mem, tpos, ptr, slot_valid, ptr_valid)[0]
+        got = fast(vis, mem, tpos, ptr, slot_valid, ptr_valid)[0]
+        swapped = torch.cat([mem[:, 1024:], mem[:, 512:1024], mem[:, :512]], 1)
+        got_swapped = fast(vis, swapped, tpos.flip(1), ptr, slot_valid.flip(1), ptr_valid)[0]
+    _check("features", "memory attention form", want, got)
+    _check("features", "memory attention form, slots swapped", want, got_swapped)
+    assert {"XnnMemoryAttention", "XnnMemoryAttentionLayer"} <= set(rewritten_types(fast))
