@@ -18,11 +18,15 @@ own words. The source versions read are in :data:`ORT_XNNPACK_SOURCE`:
   since onnxruntime PR #24908 (merged 2025-05-30, "Support activation broadcasting in XNNPACK
   Matmul", ORT 1.23), which removed the rank-2 limit on A. Conv/ConvTranspose (``nn/conv_base.cc``
   05d54b3) take 4-D fp32 (or int8/uint8) input with known C, H, W, a constant rank-4 weight and a
-  constant bias; no stored version of that file accepts fp16, so fp16 convolutions are predicted
-  on the CPU EP. Softmax (``math/softmax.cc`` 240f69d) takes fp32/fp16 over the last axis with a
-  known last dimension. Resize (``tensor/resize.cc`` 590497b) takes 4-D fp32 ``linear`` mode with
-  constant scales/sizes that keep C. MaxPool (6479e4b) / AveragePool (d6efbe4) take 4-D fp32 2-D
-  pooling, no ceil mode, kernel not 1x1.
+  constant bias; none of the stored versions of that file read here accepts fp16, so fp16
+  convolutions are predicted on the CPU EP. Softmax (``math/softmax.cc`` 240f69d) takes fp32/fp16
+  over the last axis with a known last dimension. Resize (``tensor/resize.cc`` 590497b) takes
+  4-D fp32 ``linear`` mode with constant scales/sizes that keep C. MaxPool (6479e4b) /
+  AveragePool (d6efbe4) take 4-D fp32 2-D pooling, no ceil mode, kernel not 1x1.
+
+On fp16 graphs the x86 CPU EP that optimizes the model (``optimize_model``) wraps the fp16 nodes
+it has no kernels for in inserted casts to fp32; the phone's EP places nodes before that happens,
+so the prediction undoes those casts and reads the graph's dtypes as exported.
 
 What matters for speed is the share of the graph's GEMM/convolution arithmetic (MatMul, Gemm, Conv,
 ConvTranspose FLOPs from the inferred shapes) that lands on XNNPACK kernels: e.g. attention
@@ -48,29 +52,68 @@ _F32, _U8, _I8, _F16 = 1, 2, 3, 10
 _FLOP_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 
 
+# Cast nodes and tensors that ORT's InsertCastTransformer adds when the x86 CPU EP, which lacks
+# fp16 kernels, optimizes an fp16 graph (optimize_model): fp16 nodes then compute in fp32 between
+# casts. On the phone, partitioning (XNNPACK GetCapability) runs before that transformer, so the
+# prediction reads the graph as exported: inserted casts dropped, their tensors renamed back and
+# fp32 ones typed fp16 again.
+_INSERTED = "InsertedPrecisionFreeCast_"
+
+
 class _Graph:
-    """Shapes, dtypes and constants of one shape-inferred ONNX graph."""
+    """Nodes, shapes, dtypes and constants of one shape-inferred ONNX graph, with the CPU EP's
+    inserted fp16 casts undone (``inserted_casts`` counts them)."""
 
     def __init__(self, model):
+        import onnx
         from onnx import numpy_helper
 
         g = model.graph
         self.opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}.get("ai.onnx", 0)
-        self.consts = {i.name: i for i in g.initializer}
+
+        def orig(name: str) -> str:
+            return name[len(_INSERTED) :] if name.startswith(_INSERTED) else name
+
+        self.nodes = []
+        self.was_fp16: set[int] = set()
+        self.inserted_casts = 0
+        for n in g.node:
+            if n.op_type == "Cast" and n.name.startswith(_INSERTED):
+                self.inserted_casts += 1
+                continue
+            c = onnx.NodeProto()
+            c.CopyFrom(n)
+            if any(x.startswith(_INSERTED) for x in (*n.input, *n.output)):
+                self.was_fp16.add(id(c))  # the transformer only wraps fp16 nodes
+            c.input[:] = [orig(i) for i in n.input]
+            c.output[:] = [orig(o) for o in n.output]
+            self.nodes.append(c)
         inputs = {i.name for i in g.input}
-        self.consts = {k: v for k, v in self.consts.items() if k not in inputs}  # overridable: not constant
+        self.sources = [*inputs, *(i.name for i in g.initializer if i.name not in inputs)]
+        self.consts = {i.name: i for i in g.initializer if i.name not in inputs}  # overridable: not constant
         self.shape: dict[str, list[int | None]] = {}
         self.dtype: dict[str, int] = {}
         for vi in (*g.input, *g.output, *g.value_info):
             t = vi.type.tensor_type
-            self.dtype[vi.name] = t.elem_type
+            name, dtype = orig(vi.name), t.elem_type
+            if name != vi.name:
+                if name in self.dtype:
+                    continue  # the tensor's own entry wins
+                dtype = _F16 if dtype == _F32 else dtype
+            self.dtype[name] = dtype
             if t.HasField("shape"):
-                self.shape[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+                self.shape[name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
         for name, t in self.consts.items():
             self.shape[name] = list(t.dims)
             self.dtype[name] = t.data_type
-        self.producer = {o: n for n in g.node for o in n.output}
+        self.producer = {o: n for n in self.nodes for o in n.output}
         self._np = numpy_helper
+
+    def in_dtype(self, node, i: int = 0) -> int | None:
+        """Element type of ``node.input[i]`` as exported (fp16 for a node the CPU EP wrapped in
+        casts, even where ORT then removed a cast pair in front of it)."""
+        dtype = self.dtype.get(node.input[i])
+        return _F16 if dtype == _F32 and id(node) in self.was_fp16 else dtype
 
     def const(self, name: str):
         t = self.consts.get(name)
@@ -102,7 +145,7 @@ def _known(shape, dims) -> bool:
 
 
 def _matmul(node, g: _Graph) -> bool:
-    if len(node.input) != 2 or g.dtype.get(node.input[0]) not in (_F32, _F16):
+    if len(node.input) != 2 or g.in_dtype(node) not in (_F32, _F16):
         return False
     a, b = g.shape.get(node.input[0]), g.shape.get(node.input[1])
     if a is None or len(a) == 0 or b is None or len(b) not in (1, 2) or not _known(b, range(len(b))):
@@ -113,7 +156,7 @@ def _matmul(node, g: _Graph) -> bool:
 def _gemm(node, g: _Graph) -> bool:
     if _attr(node, "alpha", 1.0) != 1.0 or _attr(node, "beta", 1.0) != 1.0:
         return False
-    if g.dtype.get(node.input[0]) not in (_F32, _F16) or g.const(node.input[1]) is None:
+    if g.in_dtype(node) not in (_F32, _F16) or g.const(node.input[1]) is None:
         return False
     a, b = g.shape.get(node.input[0]), g.shape.get(node.input[1])
     if a is None or len(a) >= 3 or b is None or len(b) >= 3:
@@ -129,7 +172,7 @@ def _gemm(node, g: _Graph) -> bool:
 
 def _conv(node, g: _Graph) -> bool:
     x = g.shape.get(node.input[0])
-    if g.opset < 11 or x is None or len(x) != 4 or g.dtype.get(node.input[0]) not in (_F32, _U8, _I8):
+    if g.opset < 11 or x is None or len(x) != 4 or g.in_dtype(node) not in (_F32, _U8, _I8):
         return False
     if not _known(x, (1, 2, 3)):
         return False
@@ -145,7 +188,7 @@ def _conv(node, g: _Graph) -> bool:
 
 def _softmax(node, g: _Graph) -> bool:
     x = g.shape.get(node.input[0])
-    if g.dtype.get(node.input[0]) not in (_F32, _F16, _U8) or not x:
+    if g.in_dtype(node) not in (_F32, _F16, _U8) or not x:
         return False
     axis = _attr(node, "axis", -1)
     if g.opset >= 13 and axis not in (-1, len(x) - 1):
@@ -155,7 +198,7 @@ def _softmax(node, g: _Graph) -> bool:
 
 def _resize(node, g: _Graph) -> bool:
     x = g.shape.get(node.input[0])
-    if g.dtype.get(node.input[0]) not in (_F32, _U8, _I8) or x is None or len(x) != 4 or not _known(x, (1,)):
+    if g.in_dtype(node) not in (_F32, _U8, _I8) or x is None or len(x) != 4 or not _known(x, (1,)):
         return False
     scales = g.value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     sizes = g.value(node.input[3]) if len(node.input) > 3 and node.input[3] else None
@@ -184,7 +227,7 @@ def _resize(node, g: _Graph) -> bool:
 
 def _pool(node, g: _Graph) -> bool:
     x = g.shape.get(node.input[0])
-    if g.dtype.get(node.input[0]) not in (_F32, _U8) or x is None or len(x) != 4 or not _known(x, (1, 2, 3)):
+    if g.in_dtype(node) not in (_F32, _U8) or x is None or len(x) != 4 or not _known(x, (1, 2, 3)):
         return False
     k = _attr(node, "kernel_shape", [])
     if len(k) != 2 or list(k) == [1, 1] or _attr(node, "ceil_mode", 0) != 0:
@@ -231,7 +274,7 @@ def node_flops(node, g: _Graph) -> int:
     return 0
 
 
-def _partition_count(model, supported: set[str]):
+def _partition_count(g: _Graph, supported: set[str]):
     """Contiguous groups of supported nodes, counted with onnxruntime's own partition grouping
     (usability_checker.check_partitioning); ``None`` when that helper is not importable."""
     try:
@@ -246,7 +289,14 @@ def _partition_count(model, supported: set[str]):
         def get_caveats(self):
             return []
 
-    info = check_partitioning(model.graph, _ByNode(), require_fixed_input_sizes=True)
+    # shapes were checked per rule above; the helper would also reject the empty optional inputs
+    # of e.g. Resize (roi="") as not fixed-size
+    import onnx
+
+    # graph inputs and initializers as (shapeless) inputs: the helper checks every input is produced
+    known = [onnx.helper.make_tensor_value_info(n, g.dtype.get(n, 0), None) for n in g.sources]
+    graph = onnx.helper.make_graph(g.nodes, "xnnpack_view", known, [])
+    info = check_partitioning(graph, _ByNode(), require_fixed_input_sizes=False)
     return int(info.num_partitions), [len(grp) for grp in info.supported_groups]
 
 
@@ -254,13 +304,15 @@ def xnnpack_placement(model) -> dict:
     """Predicted XNNPACK EP placement of a shape-inferred ``onnx.ModelProto`` (see the module
     docstring): ``{predicted_from, nodes, supported_nodes, fused_activations, partitions,
     partition_sizes, supported_ops, unsupported_ops, cpu_ep_ops, gemm_conv_gflop, flop_share,
-    cpu_ep_gflop_by_op, note}``. ``partitions`` counts contiguous groups of supported nodes (ORT's
-    partition grouping); the EP itself requests one capability per node."""
+    cpu_ep_gflop_by_op, inserted_casts_ignored, note}``. ``nodes`` excludes the casts the x86 CPU
+    EP inserted around fp16 nodes while optimizing (see ``_INSERTED``). ``partitions`` counts
+    contiguous groups of supported nodes (ORT's partition grouping); the EP itself requests one
+    capability per node."""
     g = _Graph(model)
     supported: set[str] = set()
     fused = 0
     by_key = {}
-    for node in model.graph.node:  # ONNX graphs are stored topologically sorted
+    for node in g.nodes:  # ONNX graphs are stored topologically sorted
         key = node.output[0] if node.output else node.name
         by_key[key] = node
         if node.domain not in ("", "ai.onnx"):
@@ -292,10 +344,11 @@ def xnnpack_placement(model) -> dict:
             cpu_ops[op(node)] += 1
             if f:
                 cpu_flop_ops[op(node)] += f
-    parts = _partition_count(model, supported)
+    parts = _partition_count(g, supported)
     return {
         "predicted_from": ORT_XNNPACK_SOURCE,
         "nodes": len(by_key),
+        "inserted_casts_ignored": g.inserted_casts,
         "supported_nodes": len(supported),
         "fused_activations": fused,
         "partitions": parts[0] if parts else None,

@@ -153,3 +153,33 @@ def test_flop_share_and_partitions_on_a_mixed_graph():
     assert p["supported_ops"] == {"Conv": 1, "MatMul": 1}
     assert np.isclose(p["flop_share"], (conv + mm) / (conv + mm + attn))
     assert p["partitions"] == 2 and sorted(p["partition_sizes"]) == [1, 1]
+
+
+def test_casts_the_x86_cpu_ep_inserted_around_fp16_nodes_are_undone():
+    """optimize_model on x86 wraps fp16 nodes in InsertedPrecisionFreeCast_ casts to fp32 (the CPU
+    EP has no fp16 MatMul); on the phone XNNPACK places the fp16 node before those exist."""
+    pre = "InsertedPrecisionFreeCast_"
+    nodes = [
+        helper.make_node("Cast", ["x"], [pre + "x"], name=pre + "x", to=F32),
+        helper.make_node("Cast", ["w"], [pre + "w"], name=pre + "w", to=F32),
+        helper.make_node("MatMul", [pre + "x", pre + "w"], [pre + "y"]),
+        helper.make_node("Cast", [pre + "y"], ["y"], name=pre + "y", to=F16),
+    ]
+    m = _model(nodes, [("x", F16, [4, 32])], [("y", F16)], [_w("w", [32, 16], np.float16)])
+    p = xnnpack_placement(m)
+    assert p["inserted_casts_ignored"] == 3 and p["nodes"] == 1
+    assert p["supported_ops"] == {"MatMul": 1} and p["flop_share"] == 1.0
+
+
+def test_a_node_the_cpu_ep_wrapped_in_casts_keeps_its_fp16_type():
+    # ORT removed the exported fp32->fp16 input cast and its inserted fp16->fp32 twin, so the Conv
+    # reads the fp32 graph input directly; its wrapped weight shows it computes in fp16 as exported.
+    pre = "InsertedPrecisionFreeCast_"
+    nodes = [
+        helper.make_node("Cast", ["w"], [pre + "w"], name=pre + "w", to=F32),
+        helper.make_node("Conv", ["x", pre + "w"], [pre + "c"]),
+        helper.make_node("Cast", [pre + "c"], ["c"], name=pre + "c", to=F16),
+    ]
+    m = _model(nodes, [("x", F32, [1, 3, 8, 8])], [("c", F16)], [_w("w", [4, 3, 3, 3], np.float16)])
+    p = xnnpack_placement(m)
+    assert p["nodes"] == 1 and p["supported_nodes"] == 0 and p["cpu_ep_ops"] == {"Conv": 1}
