@@ -9,7 +9,9 @@ and the checker's verdict (YES / MAYBE / NO).
 
 The checker has tables for NNAPI and Core ML (NeuralNetwork and MLProgram) only; it has none
 for XNNPACK, and the pip ``onnxruntime`` build ships no ``XnnpackExecutionProvider`` to place
-nodes with, so XNNPACK placement is recorded as not checked, with that reason.
+nodes with. XNNPACK placement is therefore *predicted*, not checked: ``onnx_xnnpack.py`` applies
+the XNNPACK EP's own placement rules (read from onnxruntime's source) to the same BASIC-optimized,
+shape-inferred model, and reports supported nodes and the share of GEMM/conv FLOPs on XNNPACK.
 """
 
 from __future__ import annotations
@@ -17,10 +19,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-XNNPACK_NOT_CHECKED = (
-    "not checked: onnxruntime's mobile usability checker has no XNNPACK operator table and the pip "
-    "onnxruntime build has no XnnpackExecutionProvider"
-)
+from .onnx_xnnpack import xnnpack_placement
 
 
 def _summary(info) -> dict:
@@ -37,9 +36,10 @@ def _summary(info) -> dict:
 
 def mobile_usability(path: str | Path) -> dict:
     """``{"NNAPI" | "CoreML_NeuralNetwork" | "CoreML_MLProgram": {partitions, supported_nodes, nodes,
-    partition_sizes, unsupported_ops, ops_with_unsupported_rank, suitability}, "XNNPACK": reason}``
-    for the ONNX model at ``path`` (after ORT BASIC optimization, fixed input shapes);
-    ``{"not_checked": reason}`` without onnxruntime.
+    partition_sizes, unsupported_ops, ops_with_unsupported_rank, suitability}, "XNNPACK": prediction}``
+    for the ONNX model at ``path`` (after ORT BASIC optimization, fixed input shapes), the
+    XNNPACK entry being :func:`onnx_xnnpack.xnnpack_placement` (predicted from the EP's source,
+    not run); ``{"not_checked": reason}`` without onnxruntime.
     """
     try:
         from onnxruntime.tools.mobile_helpers import usability_checker as uc
@@ -60,15 +60,16 @@ def mobile_usability(path: str | Path) -> dict:
             "CoreML_MLProgram": _summary(
                 uc.check_coreml_partitions(model, True, "coreml_supported_mlprogram_ops.md")
             ),
+            "XNNPACK": xnnpack_placement(model),
         }
         del holder, model
-    out["XNNPACK"] = XNNPACK_NOT_CHECKED
     return out
 
 
 def mobile_summary(notes: dict) -> str:
     """One line for the export table from an artifact's ``mobile`` notes, e.g.
-    ``mobile: NNAPI 3 parts 250/260, CoreML MLProgram 1 part 260/260``."""
+    ``mobile: NNAPI 3 part(s) 250/260, CoreML MLProgram 1 part(s) 260/260, XNNPACK (predicted)
+    120/260 nodes, 97% of GEMM/conv FLOPs``."""
     m = notes.get("mobile")
     if not isinstance(m, dict):
         return ""
@@ -77,4 +78,9 @@ def mobile_summary(notes: dict) -> str:
         info = m.get(ep)
         if isinstance(info, dict):
             parts.append(f"{label} {info['partitions']} part(s) {info['supported_nodes']}/{info['nodes']}")
+    x = m.get("XNNPACK")
+    if isinstance(x, dict):
+        share = x.get("flop_share")
+        flops = f", {share:.0%} of GEMM/conv FLOPs" if share is not None else ""
+        parts.append(f"XNNPACK (predicted) {x['supported_nodes']}/{x['nodes']} nodes{flops}")
     return "mobile: " + ", ".join(parts) if parts else ""
