@@ -61,9 +61,11 @@ def test_pack_layout(pack):
     ] * 3
     assert plan["bank"]["memories"] == 1 and plan["bank"]["full"] is False
     assert plan["tolerances"]["prompt_decoder"]["masks"]["kind"] == "logits"
+    # each fp32 artifact carries the GFLOP of the form its exporter lowered (models/flop_count.py)
+    assert all(a["gflop"] > 0 for a in idx["artifacts"].values())
 
 
-def test_runner_results_valid_and_pass(results):
+def test_runner_results_valid_and_pass(results, pack):
     assert [r["setting"]["backend"] for r in results] == ["pytorch", "onnx"]
     for r in results:
         validate_result(r)
@@ -84,6 +86,12 @@ def test_runner_results_valid_and_pass(results):
         assert r["arithmetic"]["peak_gflops_fp32"] > 0
     assert results[1]["graphs"]["image_encoder"]["top_ops"]
     assert results[0]["frames"]["tracked_3obj"]["gflop"] > results[0]["frames"]["tracked_1obj"]["gflop"]
+    # the ONNX memory attention is measured against its own (smaller) work, the baseline against
+    # the reference's: the cross-attention runs in the 64-d memory space (about -21%)
+    onnx_ma = results[1]["graphs"]["memory_attention"]["gflop"]
+    ref_ma = results[0]["graphs"]["memory_attention"]["gflop"]
+    assert onnx_ma == load_pack(pack).index["artifacts"]["memory_attention"]["gflop"]
+    assert onnx_ma < 0.85 * ref_ma, (onnx_ma, ref_ma)
 
 
 def test_corrupted_expected_output_fails_that_graph(pack, tmp_path):
