@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..fileio import write_json_atomic
 from .app import app
-from .options import Backend, ComputeUnits, Precision, consoles, user_errors
+from .options import Backend, ComputeUnits, OnnxFormat, Precision, consoles, user_errors
 
 
 class Target(str, Enum):
@@ -56,7 +56,10 @@ def _notes_summary(a: dict) -> str:
         from ..exporters.onnx_mobile import mobile_summary
 
         quant = f", {n['quant_scheme']}" if "quant_scheme" in n else ""
-        ort = f", .ort {_size(n['ort']['bytes'])}" if isinstance(n.get("ort"), dict) else ""
+        ort = ""
+        if isinstance(n.get("ort"), dict):
+            casts = n["ort"].get("fp32_casts_inserted")
+            ort = f", .ort {_size(n['ort']['bytes'])}" + (f" ({casts} fp32 casts inserted)" if casts else "")
         mobile = mobile_summary(n)
         return (
             f"opset {n.get('opset', '?')}, {n.get('nodes', '?')} nodes, weights {n.get('weights_dtype', '?')}"
@@ -274,6 +277,12 @@ def verify_cmd(
     frames: int = typer.Option(
         40, "--frames", min=2, help="int8/mixed: frames of the tracker-level accuracy scenario (vs fp32)."
     ),
+    onnx_format: OnnxFormat = typer.Option(
+        OnnxFormat.onnx,
+        "--onnx-format",
+        help="ONNX: verify the .onnx files (onnx) or their ORT-format .ort companions (ort), "
+        "the files a phone's onnxruntime loads.",
+    ),
 ) -> None:
     """Compare every graph of BUNDLE with the PyTorch reference; exit 1 on any failure.
 
@@ -293,6 +302,13 @@ def verify_cmd(
     except BundleError as e:
         consoles.err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
+    chosen = [b.value for b in backend] if backend else bundle.backends
+    if onnx_format is not OnnxFormat.onnx and "onnx" not in chosen:
+        consoles.err.print(
+            f"[red]error:[/red] --onnx-format {onnx_format.value} applies to ONNX artifacts, and this run "
+            f"verifies none ({', '.join(chosen)}): add --backend onnx or drop --onnx-format"
+        )
+        raise typer.Exit(2)
     _plain(f"bundle {bundle.root}: weights {_weights_line(bundle.weights)}; digest {bundle.digest}")
     try:
         report = verify_bundle(
@@ -301,9 +317,10 @@ def verify_cmd(
             precisions=[p.value for p in precision] if precision else None,
             checkpoint=checkpoint,
             runtime_kwargs={"num_threads": threads} if threads else None,
-            on_runtime=lambda b, p: consoles.err.print(f"running {b} {p} ..."),
+            on_runtime=lambda b, p: consoles.err.print(f"running {_label(b, onnx_format.value)} {p} ..."),
             scenario_frames=frames,
             plot_dir=json_out.parent if json_out is not None else None,
+            onnx_format=onnx_format.value,
         )
     except (BundleError, CheckpointError) as e:
         consoles.err.print(f"[red]error:[/red] {escape(str(e))}")
@@ -313,7 +330,9 @@ def verify_cmd(
     for r in report.rows:
         groups.setdefault((r.backend, r.precision), []).append(r)
     for (b, p), rows in groups.items():
-        t = Table(title=f"{b} {p} vs PyTorch reference (rel = max-abs / max|ref|)")
+        t = Table(
+            title=f"{_label(b, report.onnx_format)} {p} vs PyTorch reference (rel = max-abs / max|ref|)"
+        )
         for col in ("graph/case", "output", "max-abs", "mean-abs", "rel", "cosine", "PSNR", "ok"):
             t.add_column(col, justify="left" if col in ("graph/case", "output", "ok") else "right")
         for r in rows:
@@ -351,6 +370,11 @@ def verify_cmd(
             + ("" if report.rows else " (nothing was compared)")
         )
         raise typer.Exit(1)
+
+
+def _label(backend: str, onnx_format: str) -> str:
+    """``backend``, with the ONNX file format when it is not the plain ``.onnx``."""
+    return f"{backend} (.{onnx_format})" if backend == "onnx" and onnx_format != "onnx" else backend
 
 
 def _print_quant(key: str, q: dict) -> None:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..backends import QUANTIZED_PRECISIONS, MissingBackendError
+from ..backends import ONNX_MODEL_FORMATS, QUANTIZED_PRECISIONS, MissingBackendError
 from ..bundle import Bundle, BundleError, load_bundle
 from ..preprocessing import preprocess
 from ..procedural import procedural_frame, procedural_video
@@ -108,6 +108,8 @@ class VerifyReport:
     # "tracker": TrackerAccuracy.as_dict(), "against": what the fp32 side was, "plot": path,
     # "recipe": the manifest's recipe name, "artifact_bytes": {"total", "fp32_total"}}
     quant: dict[str, dict] = field(default_factory=dict)
+    # which ONNX files were run: "onnx" (the .onnx artifacts) or "ort" (their .ort companions)
+    onnx_format: str = "onnx"
 
     @property
     def passed(self) -> bool:
@@ -127,6 +129,7 @@ class VerifyReport:
             "skipped": self.skipped,
             "errors": self.errors,
             "quantization": self.quant,
+            "onnx_format": self.onnx_format,
         }
 
 
@@ -368,6 +371,7 @@ def verify_bundle(
     on_runtime: Callable[[str, str], None] | None = None,
     scenario_frames: int | None = None,
     plot_dir: str | os.PathLike | None = None,
+    onnx_format: str = "onnx",
 ) -> VerifyReport:
     """Verify every (backend, precision) of ``bundle`` (or the chosen subset) against the reference.
 
@@ -380,10 +384,16 @@ def verify_bundle(
     per-graph accuracy and the tracker-level scenario (``scenario_frames``, default 40),
     whose bound (``QUANT_TRACKER``) fails the report; ``plot_dir`` gets one IoU plot per
     quantized precision (``<backend>.<precision>.iou.png``).
+
+    ``onnx_format="ort"`` runs the ONNX artifacts' ORT-format ``.ort`` companions (what a
+    phone's onnxruntime loads) instead of the ``.onnx`` files, under the same tolerances: both
+    sides of a quantized comparison then use ``.ort`` files.
     """
 
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    report = VerifyReport(str(bundle.root), bundle.weights)
+    if onnx_format not in ONNX_MODEL_FORMATS:
+        raise ValueError(f"onnx_format must be one of {ONNX_MODEL_FORMATS}, got {onnx_format!r}")
+    report = VerifyReport(str(bundle.root), bundle.weights, onnx_format=onnx_format)
     for b in backends or []:
         if b not in bundle.backends:
             raise BundleError(
@@ -397,8 +407,9 @@ def verify_bundle(
             key = f"{backend}/{precision}"
             if on_runtime:
                 on_runtime(backend, precision)
+            kwargs = _backend_kwargs(backend, runtime_kwargs, onnx_format)
             try:
-                rt = runtime_from_bundle(bundle, backend, precision, **(runtime_kwargs or {}))
+                rt = runtime_from_bundle(bundle, backend, precision, **kwargs)
             except MissingBackendError as e:
                 (report.errors if backends else report.skipped)[key] = str(e)
                 continue
@@ -406,7 +417,7 @@ def verify_bundle(
                 report.rows += compare_runtime(rt, backend, precision, cases)
                 if precision in QUANTIZED_PRECISIONS:
                     report.quant[key] = quantized_accuracy(
-                        bundle, rt, ref, cases, backend, precision, runtime_kwargs, scenario_frames, plot_dir
+                        bundle, rt, ref, cases, backend, precision, kwargs, scenario_frames, plot_dir
                     )
                 else:
                     report.rows += verify_tracker_clip(rt, ref, backend, precision)
@@ -415,7 +426,15 @@ def verify_bundle(
     return report
 
 
-# fp32 scenario outputs per (bundle root, backend, frames): the float side is tracked once per process.
+def _backend_kwargs(backend: str, runtime_kwargs: dict | None, onnx_format: str) -> dict:
+    """The runtime constructor's keyword arguments for ``backend`` (``model_format`` for ONNX only)."""
+    kwargs = dict(runtime_kwargs or {})
+    if backend == "onnx":
+        kwargs["model_format"] = onnx_format
+    return kwargs
+
+
+# fp32 scenario outputs per (bundle root, backend, model format, frames): the float side is tracked once per process.
 _FP32_SCENARIO: dict[tuple, list] = {}
 
 
@@ -434,9 +453,10 @@ def quantized_accuracy(
     from .quant_accuracy import SCENARIO_FRAMES, graph_accuracy, plot_iou, track_scenario, tracker_accuracy
 
     frames = int(scenario_frames or SCENARIO_FRAMES)
+    fmt = (runtime_kwargs or {}).get("model_format", "onnx")
     if "fp32" in bundle.precisions(backend):
         fp32 = runtime_from_bundle(bundle, backend, "fp32", **(runtime_kwargs or {}))
-        against = f"{backend} fp32"
+        against = f"{backend} fp32" + (f" (.{fmt})" if backend == "onnx" else "")
     else:
         fp32, against = ref, "pytorch reference (the bundle has no fp32 artifacts for this backend)"
     graphs = [a["graph"] for a in bundle.artifacts if (a["backend"], a["precision"]) == (backend, precision)]
@@ -450,7 +470,7 @@ def quantized_accuracy(
         "graphs": graph_accuracy(rt, fp32, cases),
     }
     if all(g in rt.contracts for g in TRACKER_GRAPHS):
-        key = (str(bundle.root), bundle.digest, backend if fp32 is not ref else "pytorch", frames)
+        key = (str(bundle.root), bundle.digest, backend if fp32 is not ref else "pytorch", fmt, frames)
         if key not in _FP32_SCENARIO:
             _FP32_SCENARIO.clear()
             _FP32_SCENARIO[key] = track_scenario(fp32, frames)

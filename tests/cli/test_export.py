@@ -100,6 +100,31 @@ def test_verify_fails_outside_tolerance(cli_bundle, tmp_path, monkeypatch):
     assert failed == {("memory_encoder", "mem")}
 
 
+def test_verify_runs_the_ort_companions(cli_bundle, tmp_path, monkeypatch):
+    """``--onnx-format ort`` verifies the .ort files (every ONNX session is opened on one) under the
+    same tolerances, and says so in the table and the JSON; with no ONNX backend chosen it is
+    refused in one line."""
+    from edgetam_export.runtime import onnx_runtime
+
+    out, _ = cli_bundle
+    opened: list[str] = []
+    real = onnx_runtime.cpu_session
+    monkeypatch.setattr(
+        onnx_runtime, "cpu_session", lambda path, *a, **k: opened.append(str(path)) or real(path, *a, **k)
+    )
+    report = tmp_path / "report.json"
+    result = runner.invoke(app, ["verify", str(out), "--onnx-format", "ort", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "onnx (.ort) fp32 vs PyTorch reference" in result.stdout
+    assert sorted(opened) == sorted(str(out / "onnx" / f"{g}.fp32.ort") for g in GRAPHS)
+    d = json.loads(report.read_text())
+    assert d["passed"] is True and d["onnx_format"] == "ort" and len(d["rows"]) == 6
+
+    refused = runner.invoke(app, ["verify", str(out), "-b", "executorch", "--onnx-format", "ort"])
+    assert refused.exit_code == 2
+    assert "applies to ONNX artifacts" in refused.output and "Traceback" not in refused.output
+
+
 @pytest.mark.slow
 def test_verify_tracks_clip_and_fails_on_it(exported_bundles, tmp_path, monkeypatch):
     """On a bundle with all four graphs, verify also tracks a 3-frame, 2-object clip against the
