@@ -35,6 +35,9 @@ LEVEL_ENV = "ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"  # read by the c
 # The converter's target_platform left at its default (None): neither "arm" (QDQ int8 allowed in
 # fusions) nor "amd64" (NCHWc layout): the .ort runs on any CPU.
 TARGET_PLATFORM = "any"
+# Prefix of the Cast nodes (and their tensors) that ORT's InsertCastTransformer adds when the CPU EP,
+# which has no fp16 kernel for most ops, optimizes an fp16 graph: those ops then compute in fp32.
+INSERTED_CAST_PREFIX = "InsertedPrecisionFreeCast_"
 REQUIRED_OPERATORS = "required_operators.config"
 REQUIRED_OPERATORS_AND_TYPES = "required_operators_and_types.config"
 
@@ -89,13 +92,36 @@ def convert_to_ort(onnx_path: str | os.PathLike, ort_path: str | os.PathLike) ->
         raise RuntimeError(f"ORT-format (.ort) conversion failed: {msg}") from e
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {
+    notes = {
         "bytes": ort_path.stat().st_size,
         "seconds": round(time.perf_counter() - t0, 3),
         "optimization_style": OPTIMIZATION_STYLE,
         "optimization_level": optimization_level(),
         "target_platform": TARGET_PLATFORM,
+        "fp32_casts_inserted": inserted_casts(ort_path),
     }
+    if notes["fp32_casts_inserted"]:
+        notes["fp32_casts_note"] = (
+            "converted on a host whose CPU EP has no fp16 kernels: ORT inserted Casts to float32 "
+            "around those ops, so this file computes them in float32 on any device; the .onnx file "
+            "keeps the fp16 graph"
+        )
+    return notes
+
+
+def inserted_casts(ort_path: str | os.PathLike) -> int:
+    """Number of Cast nodes named :data:`INSERTED_CAST_PREFIX` in the main graph of the ORT-format
+    model ``ort_path`` (read with onnxruntime's own flatbuffer bindings); 0 for an fp32 graph."""
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs.InferenceSession import InferenceSession
+
+    data = Path(ort_path).read_bytes()
+    graph = InferenceSession.GetRootAsInferenceSession(data, 0).Model().Graph()
+    prefix = INSERTED_CAST_PREFIX.encode()
+    return sum(
+        1
+        for i in range(graph.NodesLength())
+        if graph.Nodes(i).OpType() == b"Cast" and (graph.Nodes(i).Name() or b"").startswith(prefix)
+    )
 
 
 def write_operator_configs(root: Path, ort_files: list[str], folder: str) -> dict[str, str]:

@@ -40,6 +40,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from .onnx_ort import INSERTED_CAST_PREFIX
+
 ORT_XNNPACK_SOURCE = (
     "onnxruntime/core/providers/xnnpack @ microsoft/onnxruntime: xnnpack_execution_provider.cc 1b38b58 "
     "(GetCapability: one node per ComputeCapability), detail/node_support_checker.cc 6479e4b, "
@@ -57,7 +59,7 @@ _FLOP_OPS = ("MatMul", "Gemm", "Conv", "ConvTranspose")
 # casts. On the phone, partitioning (XNNPACK GetCapability) runs before that transformer, so the
 # prediction reads the graph as exported: inserted casts dropped, their tensors renamed back and
 # fp32 ones typed fp16 again.
-_INSERTED = "InsertedPrecisionFreeCast_"
+_INSERTED = INSERTED_CAST_PREFIX
 
 
 class _Graph:

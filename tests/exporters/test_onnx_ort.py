@@ -38,6 +38,7 @@ def test_ort_companion_and_operator_configs_are_in_the_manifest(decoder_bundle):
     notes = art["notes"]["ort"]
     assert notes["bytes"] == ort_path.stat().st_size
     assert (notes["optimization_style"], notes["optimization_level"]) == ("Fixed", "all")
+    assert notes["fp32_casts_inserted"] == 0 and "fp32_casts_note" not in notes  # fp32: nothing to cast
     assert art["size_bytes"] == (b.root / art["path"]).stat().st_size  # sizes stay the .onnx's
 
     rb = b.manifest["backends"]["onnx"]["reduced_build"]
@@ -64,6 +65,27 @@ def test_ort_companion_and_operator_configs_are_in_the_manifest(decoder_bundle):
 
     table = artifacts_table(b.artifacts)
     assert any(re.search(r", \.ort \d+\.\d MB;", str(cell)) for col in table.columns for cell in col._cells)
+
+
+def test_fp16_ort_files_record_the_fp32_casts_ort_inserted(exported_bundles):
+    """On this x86 host the CPU EP has no fp16 kernels for most ops, so the converter wraps them in
+    Casts to float32: each fp16 .ort says how many (counted in the file itself) and what that means;
+    the fp32 .ort files have none."""
+    from edgetam_export.exporters.onnx_ort import inserted_casts
+
+    b = exported_bundles["main"]
+    for art in (a for a in b.artifacts if a["backend"] == "onnx"):
+        notes = art["notes"]["ort"]
+        n = inserted_casts(b.root / art["companions"]["ort"])
+        assert notes["fp32_casts_inserted"] == n, art["path"]
+        if art["precision"] == "fp32":
+            assert n == 0 and "fp32_casts_note" not in notes
+        else:
+            assert n > 0 and "computes them in float32" in notes["fp32_casts_note"], art["path"]
+    enc = b.artifact("onnx", "image_encoder", "fp16")
+    table = artifacts_table([enc])
+    want = f"({enc['notes']['ort']['fp32_casts_inserted']} fp32 casts inserted)"
+    assert any(want in str(cell) for col in table.columns for cell in col._cells)
 
 
 def test_ort_runtime_runs_the_same_graph(decoder_bundle):
