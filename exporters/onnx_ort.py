@@ -98,30 +98,55 @@ def convert_to_ort(onnx_path: str | os.PathLike, ort_path: str | os.PathLike) ->
         "optimization_style": OPTIMIZATION_STYLE,
         "optimization_level": optimization_level(),
         "target_platform": TARGET_PLATFORM,
-        "fp32_casts_inserted": inserted_casts(ort_path),
+        **ort_graph_facts(ort_path),
     }
     if notes["fp32_casts_inserted"]:
+        dt = notes["compute_dtypes"]
         notes["fp32_casts_note"] = (
-            "converted on a host whose CPU EP has no fp16 kernels: ORT inserted Casts to float32 "
-            "around those ops, so this file computes them in float32 on any device; the .onnx file "
-            "keeps the fp16 graph"
+            f"converted on a host whose CPU EP has no fp16 kernels for most ops: ORT inserted "
+            f"{notes['fp32_casts_inserted']} Casts to float32 and folded fp16 weights to float32, so "
+            f"{dt.get('float32', 0)} of {sum(dt.values())} nodes compute in float32 on any device; "
+            "the .onnx file keeps the fp16 graph"
         )
     return notes
 
 
-def inserted_casts(ort_path: str | os.PathLike) -> int:
-    """Number of Cast nodes named :data:`INSERTED_CAST_PREFIX` in the main graph of the ORT-format
-    model ``ort_path`` (read with onnxruntime's own flatbuffer bindings); 0 for an fp32 graph."""
+# ORT flatbuffer TensorDataType codes of the floating types, by name
+_FLOAT_CODES = {1: "float32", 10: "float16", 16: "bfloat16"}
+
+
+def ort_graph_facts(ort_path: str | os.PathLike) -> dict:
+    """Facts of the main graph of the ORT-format model ``ort_path``, read with onnxruntime's own
+    flatbuffer bindings: ``fp32_casts_inserted`` (Cast nodes named :data:`INSERTED_CAST_PREFIX`;
+    0 for an fp32 graph) and ``compute_dtypes`` (``{dtype: nodes}``: every node but a Cast, by the
+    element type of its first floating-point input, activation or weight)."""
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs import TensorTypeAndShape, TypeInfoValue
     from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs.InferenceSession import InferenceSession
 
-    data = Path(ort_path).read_bytes()
-    graph = InferenceSession.GetRootAsInferenceSession(data, 0).Model().Graph()
+    graph = InferenceSession.GetRootAsInferenceSession(Path(ort_path).read_bytes(), 0).Model().Graph()
+    dtype: dict[bytes, int] = {}
+    for i in range(graph.NodeArgsLength()):
+        arg = graph.NodeArgs(i)
+        t = arg.Type()
+        if t is not None and t.ValueType() == TypeInfoValue.TypeInfoValue.tensor_type:
+            tensor = TensorTypeAndShape.TensorTypeAndShape()
+            tensor.Init(t.Value().Bytes, t.Value().Pos)
+            dtype[arg.Name()] = tensor.ElemType()
+    for i in range(graph.InitializersLength()):
+        init = graph.Initializers(i)
+        dtype[init.Name()] = init.DataType()
     prefix = INSERTED_CAST_PREFIX.encode()
-    return sum(
-        1
-        for i in range(graph.NodesLength())
-        if graph.Nodes(i).OpType() == b"Cast" and (graph.Nodes(i).Name() or b"").startswith(prefix)
-    )
+    casts, compute = 0, {}
+    for i in range(graph.NodesLength()):
+        node = graph.Nodes(i)
+        if node.OpType() == b"Cast":
+            casts += (node.Name() or b"").startswith(prefix)
+            continue
+        floats = [dtype.get(node.Inputs(j)) for j in range(node.InputsLength())]
+        name = next((_FLOAT_CODES[c] for c in floats if c in _FLOAT_CODES), None)
+        if name is not None:
+            compute[name] = compute.get(name, 0) + 1
+    return {"fp32_casts_inserted": casts, "compute_dtypes": dict(sorted(compute.items()))}
 
 
 def write_operator_configs(root: Path, ort_files: list[str], folder: str) -> dict[str, str]:

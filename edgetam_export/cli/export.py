@@ -58,8 +58,10 @@ def _notes_summary(a: dict) -> str:
         quant = f", {n['quant_scheme']}" if "quant_scheme" in n else ""
         ort = ""
         if isinstance(n.get("ort"), dict):
-            casts = n["ort"].get("fp32_casts_inserted")
-            ort = f", .ort {_size(n['ort']['bytes'])}" + (f" ({casts} fp32 casts inserted)" if casts else "")
+            ort = f", .ort {_size(n['ort']['bytes'])}"
+            if n["ort"].get("fp32_casts_inserted"):  # an fp16 graph that ORT cast to float32 on this host
+                dt = n["ort"]["compute_dtypes"]
+                ort += f" ({dt.get('float32', 0)}/{sum(dt.values())} nodes in fp32)"
         mobile = mobile_summary(n)
         return (
             f"opset {n.get('opset', '?')}, {n.get('nodes', '?')} nodes, weights {n.get('weights_dtype', '?')}"

@@ -39,6 +39,7 @@ def test_ort_companion_and_operator_configs_are_in_the_manifest(decoder_bundle):
     assert notes["bytes"] == ort_path.stat().st_size
     assert (notes["optimization_style"], notes["optimization_level"]) == ("Fixed", "all")
     assert notes["fp32_casts_inserted"] == 0 and "fp32_casts_note" not in notes  # fp32: nothing to cast
+    assert set(notes["compute_dtypes"]) == {"float32"} and notes["compute_dtypes"]["float32"] > 100
     assert art["size_bytes"] == (b.root / art["path"]).stat().st_size  # sizes stay the .onnx's
 
     rb = b.manifest["backends"]["onnx"]["reduced_build"]
@@ -67,24 +68,27 @@ def test_ort_companion_and_operator_configs_are_in_the_manifest(decoder_bundle):
     assert any(re.search(r", \.ort \d+\.\d MB;", str(cell)) for col in table.columns for cell in col._cells)
 
 
-def test_fp16_ort_files_record_the_fp32_casts_ort_inserted(exported_bundles):
+def test_fp16_ort_files_record_what_computes_in_float32(exported_bundles):
     """On this x86 host the CPU EP has no fp16 kernels for most ops, so the converter wraps them in
-    Casts to float32: each fp16 .ort says how many (counted in the file itself) and what that means;
-    the fp32 .ort files have none."""
-    from edgetam_export.exporters.onnx_ort import inserted_casts
+    Casts to float32 and folds their fp16 weights to float32: each fp16 .ort records, as read from
+    the file, the casts and how many nodes compute in which dtype (e.g. the whole image encoder in
+    float32), and the export table shows it; fp32 .ort files have no casts and no fp16 node."""
+    from edgetam_export.exporters.onnx_ort import ort_graph_facts
 
     b = exported_bundles["main"]
     for art in (a for a in b.artifacts if a["backend"] == "onnx"):
-        notes = art["notes"]["ort"]
-        n = inserted_casts(b.root / art["companions"]["ort"])
-        assert notes["fp32_casts_inserted"] == n, art["path"]
+        notes, facts = art["notes"]["ort"], ort_graph_facts(b.root / art["companions"]["ort"])
+        assert {k: notes[k] for k in facts} == facts, art["path"]
         if art["precision"] == "fp32":
-            assert n == 0 and "fp32_casts_note" not in notes
+            assert facts["fp32_casts_inserted"] == 0 and set(facts["compute_dtypes"]) == {"float32"}
+            assert "fp32_casts_note" not in notes
         else:
-            assert n > 0 and "computes them in float32" in notes["fp32_casts_note"], art["path"]
-    enc = b.artifact("onnx", "image_encoder", "fp16")
-    table = artifacts_table([enc])
-    want = f"({enc['notes']['ort']['fp32_casts_inserted']} fp32 casts inserted)"
+            assert facts["fp32_casts_inserted"] > 0 and facts["compute_dtypes"]["float32"] > 0, art["path"]
+            assert "compute in float32 on any device" in notes["fp32_casts_note"]
+    enc = b.artifact("onnx", "image_encoder", "fp16")["notes"]["ort"]["compute_dtypes"]
+    assert "float16" not in enc  # every Conv of the fp16 image encoder runs in float32 here
+    table = artifacts_table([b.artifact("onnx", "image_encoder", "fp16")])
+    want = f"({enc['float32']}/{enc['float32']} nodes in fp32)"
     assert any(want in str(cell) for col in table.columns for cell in col._cells)
 
 
