@@ -91,8 +91,8 @@ class ExecuTorchExporter(Exporter):
     attention_form: ClassVar[str] = (
         "explicit bmm + softmax + bmm inside the XNNPACK delegate: ExecuTorch 1.5.1's XNNPACK backend has "
         "no fused SDPA kernel, and torch's scaled_dot_product_attention lowers to a decomposition that "
-        "leaves expand_copy outside the delegate, 3.2x slower on a 4096x1024x64 attention (41.1 vs 12.7 ms; "
-        "docs/PERFORMANCE.md); the memory attention's cross-attention scores its unrotated keys and "
+        "leaves 12 ops (expand_copy, where, eq, ...) outside the delegate, 4.1x slower on a 4096x1024x64 "
+        "attention (38.5 vs 9.4 ms; benchmarks/attention_forms.py, docs/PERFORMANCE.md); the memory attention's cross-attention scores its unrotated keys and "
         "averages its values in the 64-d memory space (XnnMemoryAttentionLayer, 19.6 fewer GFLOP)"
     )
 

@@ -97,10 +97,10 @@ class OnnxExporter(Exporter):
     requirements: ClassVar[dict[str, str]] = {"onnx": "onnx>=1.17", "onnxscript": "onnxscript>=0.2"}
     recipes: ClassVar[dict[str, Recipe]] = RECIPES
     attention_form: ClassVar[str] = (
-        "explicit MatMul + Softmax + MatMul: ONNX Runtime's fused com.microsoft.MultiHeadAttention (CPU EP) "
-        "measured 1.17x faster on the unmasked 4096x4096x256 self-attention but 0.61x on the masked "
-        "cross-attention (its bias must be expanded to (Nq, Nk)), and the opset-23 Attention 0.43-0.49x; "
-        "neither is on the NNAPI / Core ML / XNNPACK execution providers' operator lists, so a fused "
+        "explicit MatMul + Softmax + MatMul, which ONNX Runtime rewrites to FusedMatMul + Softmax + MatMul: "
+        "its fused com.microsoft.MultiHeadAttention (CPU EP) measured 0.79x as fast on the unmasked "
+        "4096x4096x256 self-attention and 0.57x on the masked cross-attention (its bias must be expanded to "
+        "(Nq, Nk)), the opset-23 Attention 0.47-0.49x (benchmarks/attention_forms.py); neither is on the NNAPI / Core ML / XNNPACK execution providers' operator lists, so a fused "
         "node would split the graph on phones (docs/PERFORMANCE.md); with mobile_forms the memory "
         "attention's cross-attention scores its unrotated keys and averages its values in the 64-d memory "
         "space (XnnMemoryAttentionLayer, 19.6 fewer GFLOP)"
