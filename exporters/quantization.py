@@ -2,7 +2,8 @@
 
 A :class:`Recipe` serves one quantized precision (``int8`` or ``mixed``) on one backend and
 holds one :class:`GraphQuant` per graph. Plugins declare their recipes in the class attribute
-``recipes`` (built in their ``*_quant`` module); :func:`resolve_recipe` picks one by name.
+``recipes`` (built in their ``*_quant`` module);
+:func:`~edgetam_export.exporters.recipes.resolve_recipe` picks one by name.
 :class:`Calibration` carries the per-graph input tuples (contract order, float32, batch 1)
 captured from a reference tracking run (:mod:`edgetam_export.calibration`).
 """
@@ -10,8 +11,6 @@ captured from a reference tracking run (:mod:`edgetam_export.calibration`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from ..backends import QUANTIZED_PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -60,36 +59,3 @@ class Calibration:
 
     def counts(self) -> dict[str, int]:
         return {g: len(v) for g, v in self.samples.items()}
-
-
-def recipes_for(backend: str) -> dict[str, Recipe]:
-    """The recipes the ``backend`` plugin declares (``{name: Recipe}``; empty for float-only plugins)."""
-    from .base import exporter_class
-
-    return dict(getattr(exporter_class(backend), "recipes", {}) or {})
-
-
-def resolve_recipe(backend: str, precision: str, name: str | None) -> Recipe:
-    """The recipe ``name`` of ``backend`` for ``precision`` (``name`` None: the recipe named like the precision).
-
-    Raises ``ValueError`` (one line listing the backend's recipes) for an unknown name, a
-    float precision, or a recipe that serves the other quantized precision.
-    """
-    if precision not in QUANTIZED_PRECISIONS:
-        raise ValueError(
-            f"recipes apply to --precision {' or '.join(QUANTIZED_PRECISIONS)}, not {precision!r}"
-        )
-    recipes = recipes_for(backend)
-    if not recipes:
-        raise ValueError(f"the {backend} exporter has no quantization recipes (it exports fp32/fp16 only)")
-    key = precision if name is None else name
-    if key not in recipes:
-        listing = ", ".join(f"{r.name} ({r.precision})" for r in recipes.values())
-        raise ValueError(f"unknown {backend} recipe {key!r}; choose one of: {listing}")
-    recipe = recipes[key]
-    if recipe.precision != precision:
-        raise ValueError(
-            f"{backend} recipe {key!r} serves --precision {recipe.precision}, not {precision}; "
-            f"pass --precision {recipe.precision}"
-        )
-    return recipe

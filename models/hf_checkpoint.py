@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, key_report_lines
+from .checkpoint_check import CheckpointError, key_report_lines
 from .checkpoint_layout import checkpoint_layout
 
 CONFIG_FILE = "config.json"

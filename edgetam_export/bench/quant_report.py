@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from .report import label
+from .result_label import label
 
 # What the section reads from an entry's "tracker" (TrackerAccuracy.as_dict()).
 TRACKER_FIELDS = (

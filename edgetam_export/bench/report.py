@@ -7,12 +7,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-
-def label(r: dict) -> str:
-    """``device / backend precision`` of one result (the baseline is ``pytorch``)."""
-    s = r["setting"]
-    what = "pytorch eager" if s["backend"] == "pytorch" else f"{s['backend']} {s['precision']}"
-    return f"{r['device']['model']} / {what}"
+from .result_label import label
 
 
 def _baseline(results: list[dict], r: dict) -> dict | None:

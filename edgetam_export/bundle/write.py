@@ -18,7 +18,8 @@ import numpy as np
 
 from ..backends import PRECISIONS, QUANTIZED_PRECISIONS
 from ..exporters.base import ArtifactReport, Exporter, ExportError, get_exporter
-from ..exporters.quantization import Calibration, Recipe, resolve_recipe
+from ..exporters.quantization import Calibration, Recipe
+from ..exporters.recipes import resolve_recipe
 from ..fileio import clean_stale_temps, file_sha256, replace_path, temp_sibling, write_json_atomic
 from ..models.contracts import ExportModule
 from ..models.submodules import SUBMODULE_NAMES, export_options, export_submodules

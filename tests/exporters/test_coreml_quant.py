@@ -26,7 +26,8 @@ from edgetam_export.exporters.coreml_quant import (  # noqa: E402
     SCHEMES,
     compress_mlmodel,
 )
-from edgetam_export.exporters.quantization import GraphQuant, resolve_recipe  # noqa: E402
+from edgetam_export.exporters.quantization import GraphQuant  # noqa: E402
+from edgetam_export.exporters.recipes import resolve_recipe  # noqa: E402
 
 import edgetam_export.coreml_mil  # noqa: E402,F401  (registers the W8A8 activation observer)
 from edgetam_export.coreml_mil.evaluator import MILEvaluator  # noqa: E402

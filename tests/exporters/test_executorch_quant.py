@@ -20,7 +20,8 @@ from edgetam_export.exporters.executorch_quant import (
     SCHEMES,
     check_graph_quant,
 )
-from edgetam_export.exporters.quantization import GraphQuant, recipes_for, resolve_recipe
+from edgetam_export.exporters.quantization import GraphQuant
+from edgetam_export.exporters.recipes import recipes_for, resolve_recipe
 from edgetam_export.models.constants import GRAPH_NAMES
 
 from edgetam_export.verify.metrics import compare

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from edgetam_export.exporters.quantization import GraphQuant, Recipe, recipes_for, resolve_recipe
+from edgetam_export.exporters.quantization import GraphQuant, Recipe
+from edgetam_export.exporters.recipes import recipes_for, resolve_recipe
 from edgetam_export.models.constants import GRAPH_NAMES
 
 from edgetam_export.backends import QUANTIZED_PRECISIONS
