@@ -22,6 +22,8 @@ int scalars (int64 constant + cast)     float scalars                           
 depthwise 7×7 conv (grouped IGEMM)      nine shifted depthwise 3×3 convs              fp32 ulp
 memory cross-attention (speed, not      unrotated keys scored in the 64-d memory       fp32 ulp
 lowering): 256-d keys and values        space, ``v_proj`` after the softmax (−17 GF)
+fp16 only: long sums (precision, not    attention values summed in blocks of 256       fp16
+lowering) on native-fp16 CPUs           keys; LayerNorm means in two passes            re-assoc.
 =====================================  ============================================  =========
 
 ``*`` for finite inputs (the host sends finite tensors; a NaN in an unused slot would now
@@ -82,18 +84,48 @@ def equal(a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
     return 1.0 - step(torch.abs(a - b))
 
 
+# Keys per partial product of an attention's probability-weighted sum in fp16 programs (see
+# :func:`weighted_sum`): measured on the decoder's token-to-image attention (4096 keys, head dim 16)
+# through ExecuTorch on an AVX512-FP16 CPU, rel. error 0.17 in one product, 1.8e-3 in blocks of 256.
+HALF_AV_BLOCK = 256
+
+
+def weighted_sum(p: torch.Tensor, v: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """``p @ v``: p (B, Nq, Nk) attention probabilities, v (B, Nk, D) -> (B, Nq, D).
+
+    With ``block``, the sum over keys is taken as partial products over ``block`` keys each, added
+    in turn (exact in real arithmetic). On CPUs with native fp16 arithmetic (x86 AVX512-FP16;
+    ARMv8.2 FP16, i.e. phones) XNNPACK accumulates an fp16 GEMM in fp16: over thousands of keys,
+    with near-uniform probabilities whose weighted values cancel, one long accumulation loses most
+    of a small result, while short ones do not.
+    """
+    nk = p.shape[-1]
+    if block is None or nk <= block:
+        return torch.bmm(p, v)
+    out = None
+    for s in range(0, nk, block):
+        part = torch.bmm(p[:, :, s : s + block], v[:, s : s + block])
+        out = part if out is None else out + part
+    return out
+
+
 def bmm_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: torch.Tensor | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    bias: torch.Tensor | None = None,
+    block: int | None = None,
 ) -> torch.Tensor:
     """``softmax(q·kᵀ·scale + bias)·v`` with explicit ``bmm``: q (B, Nq, D), k/v (B, Nk, D), bias
     broadcastable to (B, Nq, Nk) or None -> (B, Nq, D). ``q @ kᵀ`` on 3-D tensors decomposes to
     a same-shape ``expand`` (not lowered) before its ``bmm``; the kernel is the same, so this is
-    bit-identical to the ``@`` form.
+    bit-identical to the ``@`` form. ``block``: see :func:`weighted_sum` (fp16 programs).
     """
     scores = torch.bmm(q, k.transpose(1, 2)) * scale
     if bias is not None:
         scores = scores + bias
-    return torch.bmm(torch.softmax(scores, dim=-1), v)
+    return weighted_sum(torch.softmax(scores, dim=-1), v, block)
 
 
 # ----------------------------------------------------------------------------- layer norms
@@ -143,6 +175,12 @@ class XnnHalfLayerNorm(nn.Module):
     overflow fp16 until a deviation exceeds 4096 (vs 256 unscaled). Exact in real arithmetic:
     ``y·rsqrt(mean(y²) + eps·s²)`` with ``y = s·d`` equals ``d·rsqrt(mean(d²) + eps)``.
 
+    The mean takes two passes, ``d0 = x − mean(x)``, ``d = d0 − mean(d0)`` (``mean(d0)`` is 0 in
+    real arithmetic). On CPUs with native fp16 arithmetic (x86 AVX512-FP16; ARMv8.2 FP16, i.e.
+    phones) XNNPACK accumulates fp16 GEMMs in fp16, so one pass loses the mean of tokens whose
+    channels share a large offset: tokens of 256 channels at offset 50 came out at rel. error 0.47
+    (cosine 0.970) through ExecuTorch with one pass, 0.013 (0.99999) with two.
+
     Not a ``nn.LayerNorm`` subclass, so ``fp16_compute`` does not wrap it in an fp32 island.
     Holds the replaced module's ``weight``/``bias`` (C,), and buffers ``avg`` (1, C) = 1/C.
     """
@@ -161,7 +199,8 @@ class XnnHalfLayerNorm(nn.Module):
         return F.linear(x, self.avg) if self.channels_dim == -1 else F.conv2d(x, self.avg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x - self._mean(x)) * self.scale
+        d0 = x - self._mean(x)
+        y = (d0 - self._mean(d0)) * self.scale
         var = self._mean(y * y)
         out = y * torch.rsqrt(var + self.eps * self.scale * self.scale)
         if self.channels_dim == -1:
@@ -300,6 +339,8 @@ class XnnMemoryAttentionLayer(MemoryAttentionLayer):
     (about 15.3 → 6.8 GFLOP per layer with 7 slots and 16 pointer tokens).
     """
 
+    av_block: int | None = None  # HALF_AV_BLOCK in fp16 programs (xnnpack_forms(half=True))
+
     def _prepare(self) -> None:
         k = self.cross_attn_image.k_proj  # weight (256, 64), bias (256,)
         self.k_fold = nn.Linear(k.out_features, k.in_features + 1, bias=False)
@@ -313,7 +354,7 @@ class XnnMemoryAttentionLayer(MemoryAttentionLayer):
         t = self.norm1(x)
         q = apply_rope(sa.q_proj(t), q_cos, q_sin, layout)
         k = apply_rope(sa.k_proj(t), q_cos, q_sin, layout)
-        x = x + sa.out_proj(bmm_attention(q, k, sa.v_proj(t), sa.scale))
+        x = x + sa.out_proj(bmm_attention(q, k, sa.v_proj(t), sa.scale, block=self.av_block))
         ca = self.cross_attn_image
         q = apply_rope(ca.q_proj(self.norm2(x)), q_cos, q_sin, layout)
         b = x.shape[0]
@@ -327,7 +368,7 @@ class XnnMemoryAttentionLayer(MemoryAttentionLayer):
         )
         if key_bias is not None:
             scores = scores + key_bias
-        x = x + ca.out_proj(ca.v_proj(torch.bmm(torch.softmax(scores, dim=-1), v)))
+        x = x + ca.out_proj(ca.v_proj(weighted_sum(torch.softmax(scores, dim=-1), v, self.av_block)))
         return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
@@ -434,6 +475,8 @@ class XnnPerceiverResampler(PerceiverResampler):
 class XnnCrossAttention(CrossAttention):
     """:class:`CrossAttention` with :func:`bmm_attention` (no matmul expand)."""
 
+    av_block: int | None = None  # HALF_AV_BLOCK in fp16 programs (xnnpack_forms(half=True))
+
     def _prepare(self) -> None:
         pass
 
@@ -444,12 +487,14 @@ class XnnCrossAttention(CrossAttention):
         if pos is not None:
             k = pos.add_to(k)
             v = pos.add_to(v)
-        return self.to_out(bmm_attention(q, k, v, self.scale))
+        return self.to_out(bmm_attention(q, k, v, self.scale, block=self.av_block))
 
 
 class XnnSelfAttention(SelfAttention):
     """:class:`SelfAttention` with :func:`bmm_attention`; its single-token path uses a stored value
     weight (a weight slice would be a computed operand: mm outside the delegate)."""
+
+    av_block: int | None = None  # HALF_AV_BLOCK in fp16 programs (xnnpack_forms(half=True))
 
     def _prepare(self) -> None:
         self.register_buffer("to_v_weight", self.to_kv.weight.detach()[self.dim_head :].clone())
@@ -458,7 +503,7 @@ class XnnSelfAttention(SelfAttention):
         t = self.norm(latents)
         kv = self.to_kv(t)
         k, v = kv[..., : self.dim_head], kv[..., self.dim_head :]
-        return self.to_out(bmm_attention(self.to_q(t), k, v, self.scale))
+        return self.to_out(bmm_attention(self.to_q(t), k, v, self.scale, block=self.av_block))
 
     def forward_single_token(self, latents: torch.Tensor) -> torch.Tensor:
         return self.to_out(F.linear(self.norm(latents), self.to_v_weight))
@@ -589,6 +634,8 @@ class XnnTwoWayTransformer(TwoWayTransformer):
 class XnnAttention(Attention):
     """Two-way :class:`Attention` with heads folded into the batch: 3-D ``bmm`` (no 4-D matmul/expand)."""
 
+    av_block: int | None = None  # HALF_AV_BLOCK in fp16 programs (xnnpack_forms(half=True))
+
     def _prepare(self) -> None:
         pass
 
@@ -602,7 +649,7 @@ class XnnAttention(Attention):
         logits = torch.bmm(qh, kh.transpose(1, 2)) * self.scale  # (B·h, Nq, Nk)
         if key_bias is not None:
             logits = (logits.reshape(b, h, nq, nk) + key_bias).reshape(b * h, nq, nk)
-        out = torch.bmm(torch.softmax(logits, dim=-1), vh)  # (B·h, Nq, d)
+        out = weighted_sum(torch.softmax(logits, dim=-1), vh, self.av_block)  # (B·h, Nq, d)
         out = out.reshape(b, h, nq, d).transpose(1, 2).reshape(b, nq, h * d)
         return self.out_proj(out)
 
@@ -637,8 +684,9 @@ def xnnpack_forms(module: M, half: bool = False, keep: tuple[type, ...] = ()) ->
     for ONNX, whose runtimes have a fused LayerNormalization that the rewrite would decompose).
 
     ``half``: for an fp16 program (``fp16_compute`` of the result). LayerNorms become
-    :class:`XnnHalfLayerNorm` (computed in fp16, no fp32 island and hence no casts) and exact
-    GELUs (including the ConvNeXt blocks', see :class:`XnnCXBlock`) become :class:`XnnHalfGELU`.
+    :class:`XnnHalfLayerNorm` (computed in fp16, no fp32 island and hence no casts), exact
+    GELUs (including the ConvNeXt blocks', see :class:`XnnCXBlock`) become :class:`XnnHalfGELU`,
+    and attentions sum their values in blocks of :data:`HALF_AV_BLOCK` keys (:func:`weighted_sum`).
     """
     out = copy.deepcopy(module).eval()
     for m in list(out.modules()):
@@ -647,6 +695,9 @@ def xnnpack_forms(module: M, half: bool = False, keep: tuple[type, ...] = ()) ->
             m.__class__ = form
             m._prepare()
     if half:
+        for m in out.modules():
+            if hasattr(type(m), "av_block"):
+                m.av_block = HALF_AV_BLOCK
         for name, m in list(out.named_modules()):
             form = _half_form(m)
             if form is not None and name:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ..bench.device_android import DEFAULT_BINARY
 from .app import app
+from .options import OnnxFormat
 
 bench_app = typer.Typer(
     name="bench",
@@ -239,6 +240,11 @@ def split_cmd(
     size: str = typer.Option("1920x1080", "--size", help="frame size WIDTHxHEIGHT fed to the tracker"),
     profile_frames: int = typer.Option(2, "--profile-frames", help="extra frames under cProfile (0 = none)"),
     json_out: Path = typer.Option(None, "--json", help="also write the result as JSON"),
+    onnx_format: OnnxFormat = typer.Option(
+        OnnxFormat.onnx,
+        "--onnx-format",
+        help="ONNX: time the .onnx files (onnx) or their .ort companions (ort)",
+    ),
 ) -> None:
     """Time the real tracker on camera-sized frames: graph time vs host-side work, and N objects vs the model."""
     from ..bench._deps import BundleError, MissingBackendError, runtime_from_bundle
@@ -253,14 +259,21 @@ def split_cmd(
         _fail(f"--size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080; got {size!r}")
     if threads is not None and threads < 1:
         _fail(f"--threads must be >= 1, got {threads}")
+    onnx_format = onnx_format.value
     b = _open_bundle(bundle)
     out, err = _consoles()
     try:
         backend, precision = b.select(backend, precision)
+        if onnx_format != "onnx" and backend != "onnx":
+            _fail(f"--onnx-format {onnx_format} applies to ONNX artifacts; this run times {backend}")
         b.require_graphs(backend, precision)
         kwargs = {"num_threads": threads} if threads else {}
+        if backend == "onnx":
+            kwargs["model_format"] = onnx_format
         runtime = runtime_from_bundle(b, backend, precision, **kwargs)
-        err.print(f"tracking {frames} + {warmup} warm-up frames on {backend} {precision} ...")
+        label = f"{backend} (.{onnx_format})" if backend == "onnx" and onnx_format != "onnx" else backend
+        label += f" {precision}"
+        err.print(f"tracking {frames} + {warmup} warm-up frames on {label} ...")
         result = measure_split(
             runtime,
             frames=frames,
@@ -272,9 +285,11 @@ def split_cmd(
     except (BundleError, MissingBackendError, ValueError) as e:
         _fail(str(e))
     result.update(backend=backend, precision=precision, threads=threads)
+    if backend == "onnx":
+        result["onnx_format"] = onnx_format
     if json_out is not None:
         write_json_atomic(json_out, result)
-    out.print(split_markdown(result, f"{backend} {precision}"), markup=False)
+    out.print(split_markdown(result, label), markup=False)
     if json_out is not None:
         out.print(f"wrote {json_out}")
 

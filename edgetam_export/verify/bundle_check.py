@@ -456,7 +456,7 @@ def quantized_accuracy(
     fmt = (runtime_kwargs or {}).get("model_format", "onnx")
     if "fp32" in bundle.precisions(backend):
         fp32 = runtime_from_bundle(bundle, backend, "fp32", **(runtime_kwargs or {}))
-        against = f"{backend} fp32" + (f" (.{fmt})" if backend == "onnx" else "")
+        against = f"{backend} fp32" + (f" (.{fmt})" if backend == "onnx" and fmt != "onnx" else "")
     else:
         fp32, against = ref, "pytorch reference (the bundle has no fp32 artifacts for this backend)"
     graphs = [a["graph"] for a in bundle.artifacts if (a["backend"], a["precision"]) == (backend, precision)]

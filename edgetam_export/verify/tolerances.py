@@ -232,13 +232,22 @@ QUANT_TRACKER: dict[tuple[str, str], TrackerBound] = {
 }
 
 # Minimum per-frame mask IoU of a tracked video against the PyTorch-runtime tracker.
+# fp32: logits agree to ~1e-6 of scale, so only pixels within ~1e-5 of the threshold can flip.
+# fp16 (ONNX, Core ML): fp16 storage with fp32 accumulation on the hosts that check them (ORT's
+# CPU EP casts to fp32; the MIL evaluator) keeps logits within ~3e-3 of scale: >= 0.99.
+# ExecuTorch fp16: XNNPACK accumulates fp16 GEMMs and convolutions in fp16 on CPUs with native fp16
+# arithmetic (every phone, and x86 AVX512-FP16 hosts such as the one these bounds were measured
+# on), so logits move by up to ~2.5e-2 of scale (inside the fp16 tensor tolerance, cosine >=
+# 0.9994) and the synthetic weights' masks, with many logits near 0, lose pixels at the edge:
+# verify's 3-frame, 2-object clip measured a minimum IoU of 0.980 (0.986 / 0.988 / 0.980 per
+# frame; 0.83 before attention sums were blocked, see models/xnnpack_forms.weighted_sum).
 MASK_IOU: dict[tuple[str, str], float] = {
     ("official", "fp32"): 0.999,
     ("onnx", "fp32"): 0.999,
     ("executorch", "fp32"): 0.999,
     ("coreml", "fp32"): 0.999,
     ("onnx", "fp16"): 0.99,
-    ("executorch", "fp16"): 0.99,
+    ("executorch", "fp16"): 0.97,
     ("coreml", "fp16"): 0.99,
 }
 

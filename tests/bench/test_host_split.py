@@ -51,7 +51,11 @@ def test_host_functions_exclude_the_graphs(split):
     assert "| 1 object |" in md and "| 2 objects |" in md and "host share" in md and "of the model" in md
 
 
-def test_split_cli(exported_bundles, tmp_path):
+def test_split_cli(exported_bundles, tmp_path, monkeypatch):
+    """Bad arguments are one-line errors; ``--onnx-format ort`` tracks with the .ort companions (every
+    session is opened on one) and the result says so."""
+    from edgetam_export.runtime import onnx_runtime
+
     runner = CliRunner()
     root = str(exported_bundles["main"].root)
     bad = runner.invoke(app, ["bench", "split", root, "--size", "1920by1080"])
@@ -62,6 +66,13 @@ def test_split_cli(exported_bundles, tmp_path):
     assert bad.exit_code == 2 and "objects" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(app, ["bench", "split", root, "--backend", "coreml"])
     assert bad.exit_code == 2 and "coreml" in bad.output
+    bad = runner.invoke(app, ["bench", "split", root, "--backend", "executorch", "--onnx-format", "ort"])
+    assert bad.exit_code == 2 and "applies to ONNX artifacts" in bad.output and "Traceback" not in bad.output
+    opened: list[str] = []
+    real = onnx_runtime.cpu_session
+    monkeypatch.setattr(
+        onnx_runtime, "cpu_session", lambda path, *a, **k: opened.append(str(path)) or real(path, *a, **k)
+    )
     out = tmp_path / "split.json"
     ok = runner.invoke(
         app,
@@ -78,6 +89,8 @@ def test_split_cli(exported_bundles, tmp_path):
                 "0",
                 "--json",
                 str(out),
+                "--onnx-format",
+                "ort",
             ),
         ],
     )
@@ -88,5 +101,7 @@ def test_split_cli(exported_bundles, tmp_path):
         and r["many"] is None
         and r["objects_ratio"] is None
         and r["size_hw"] == [240, 320]
+        and r["onnx_format"] == "ort"
     )
-    assert "| 1 object |" in ok.output
+    assert "| 1 object |" in ok.output and "onnx (.ort) fp32" in ok.output
+    assert len(opened) == 4 and all(p.endswith(".fp32.ort") for p in opened), opened
