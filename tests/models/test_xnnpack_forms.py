@@ -261,10 +261,9 @@ def test_blocked_weighted_sum_is_the_product_and_fp16_forms_use_it(wrappers):
         v = torch.randn(2, nk, 16, generator=g, dtype=torch.float64)
         torch.testing.assert_close(weighted_sum(p, v, HALF_AV_BLOCK), p @ v, rtol=0, atol=1e-14)
     for graph in ("prompt_decoder", "memory_encoder", "memory_attention"):
-        half = [
-            m for m in xnnpack_forms(wrappers[graph], half=True).modules() if hasattr(type(m), "av_block")
-        ]
-        full = [m for m in xnnpack_forms(wrappers[graph]).modules() if hasattr(type(m), "av_block")]
+        ref = wrappers[graph][0]
+        half = [m for m in xnnpack_forms(ref, half=True).modules() if hasattr(type(m), "av_block")]
+        full = [m for m in xnnpack_forms(ref).modules() if hasattr(type(m), "av_block")]
         assert half and all(m.av_block == HALF_AV_BLOCK for m in half), graph
         assert all(m.av_block is None for m in full), graph
 
