@@ -37,6 +37,7 @@ LayerNorms it keeps in fp32.
 from __future__ import annotations
 
 import copy
+import math
 from typing import TypeVar
 
 import torch
@@ -170,22 +171,26 @@ class XnnLayerNorm2d(LayerNorm2d):
 
 
 class XnnHalfLayerNorm(nn.Module):
-    """LayerNorm over the last axis (..., C) safe to compute in fp16, for fp16 programs without
-    fp32 islands: the deviations are scaled by ``2^-4`` before squaring, so the variance cannot
-    overflow fp16 until a deviation exceeds 4096 (vs 256 unscaled). Exact in real arithmetic:
-    ``y·rsqrt(mean(y²) + eps·s²)`` with ``y = s·d`` equals ``d·rsqrt(mean(d²) + eps)``.
+    """LayerNorm over the last axis (..., C), or the channels of (B, C, H, W), safe to compute in
+    fp16 with fp16 accumulation, for fp16 programs without fp32 islands.
 
-    The mean takes two passes, ``d0 = x − mean(x)``, ``d = d0 − mean(d0)`` (``mean(d0)`` is 0 in
-    real arithmetic). On CPUs with native fp16 arithmetic (x86 AVX512-FP16; ARMv8.2 FP16, i.e.
-    phones) XNNPACK accumulates fp16 GEMMs in fp16, so one pass loses the mean of tokens whose
-    channels share a large offset: tokens of 256 channels at offset 50 came out at rel. error 0.47
-    (cosine 0.970) through ExecuTorch with one pass, 0.013 (0.99999) with two.
+    ``d = x − mean(x)`` in two passes (``d0 = x − mean(x)``, ``d = d0 − mean(d0)``; ``mean(d0)`` is
+    0 in real arithmetic): XNNPACK accumulates fp16 GEMMs in fp16 on CPUs with native fp16
+    arithmetic (x86 AVX512-FP16; ARMv8.2 FP16, i.e. phones), and one pass loses the mean of tokens
+    whose channels share a large offset (offset 50: rel. error 0.47 with one pass, 0.013 with two).
+
+    The deviations are then brought to unit size per token before squaring: ``k = 1 / (2·(mean|d|
+    + 2^-10))``, ``y = k·d`` (so |y| <= C/2 and y² cannot overflow), and the output is
+    ``y·rsqrt(mean(y²) + (k·√eps)²)``, which equals ``d·rsqrt(mean(d²) + eps)`` for any k > 0.
+    A fixed scale cannot serve every token: with the former ``2^-4`` the variances of whole
+    LayerNorms (the decoder's first norm1, the prompt encoder's mask path, the perceiver's latents)
+    fell below fp16's smallest normal number (6.1e-5), which ARM's fp16 units flush to zero
+    (rsqrt(0) = inf: non-finite outputs under qemu's cortex-a76).
 
     Not a ``nn.LayerNorm`` subclass, so ``fp16_compute`` does not wrap it in an fp32 island.
-    Holds the replaced module's ``weight``/``bias`` (C,), and buffers ``avg`` (1, C) = 1/C.
+    Holds the replaced module's ``weight``/``bias`` (C,), and buffers ``avg`` (1, C) = 1/C,
+    ``one``, ``floor`` (2^-10) and ``root_eps`` (√eps), each (1,).
     """
-
-    scale = 2.0**-4
 
     def __init__(self, weight: nn.Parameter, bias: nn.Parameter, eps: float, channels_dim: int):
         super().__init__()
@@ -194,15 +199,25 @@ class XnnHalfLayerNorm(nn.Module):
         c = weight.shape[0]
         shape = (1, c) if channels_dim == -1 else (1, c, 1, 1)
         self.register_buffer("avg", torch.full(shape, 1.0 / c, dtype=weight.dtype))
+        # tensors, not Python scalars: a scalar becomes a float32 constant cast outside the delegate
+        self.register_buffer("one", torch.ones(1, dtype=weight.dtype))
+        self.register_buffer("floor", torch.full((1,), 2.0**-10, dtype=weight.dtype))
+        self.register_buffer("root_eps", torch.full((1,), math.sqrt(eps), dtype=weight.dtype))
 
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.avg) if self.channels_dim == -1 else F.conv2d(x, self.avg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def unit_deviations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, e)``: the deviations of ``x`` brought to unit size, ``y = k·d``, and ``e = k·√eps``."""
         d0 = x - self._mean(x)
-        y = (d0 - self._mean(d0)) * self.scale
-        var = self._mean(y * y)
-        out = y * torch.rsqrt(var + self.eps * self.scale * self.scale)
+        d = d0 - self._mean(d0)
+        m = self._mean(torch.abs(d)) + self.floor
+        k = self.one / (m + m)
+        return d * k, k * self.root_eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, e = self.unit_deviations(x)
+        out = y * torch.rsqrt(self._mean(y * y) + e * e)
         if self.channels_dim == -1:
             return out * self.weight + self.bias
         c = self.weight.shape[0]

@@ -292,3 +292,19 @@ def test_fp16_blocked_weighted_sum_through_executorch():
     want = p.double() @ v.double()
     # measured here: 2.6e-3 in blocks, 1.5e-2 as one product
     assert (got - want).abs().max() / want.abs().max() < 5e-3
+
+
+def test_half_layer_norm_squares_unit_sized_deviations():
+    """XnnHalfLayerNorm brings each token's deviations to unit size before squaring, so the variance
+    it takes the rsqrt of stays inside fp16's normal range (>= 6.1e-5, which ARM's fp16 units keep:
+    they flush subnormals to zero) and below overflow, for token scales from 1e-3 to 1e3; and it
+    still equals LayerNorm there (float64)."""
+    g = torch.Generator().manual_seed(0)
+    ln = nn.LayerNorm(256, eps=1e-6).double()
+    half = XnnHalfLayerNorm(ln.weight, ln.bias, ln.eps, -1).double()
+    for scale in (1e-3, 1.0, 1e3):
+        x = torch.randn(4, 256, generator=g, dtype=torch.float64) * scale + 7.0 * scale
+        y, _ = half.unit_deviations(x)
+        var = half._mean(y * y)
+        assert var.min() >= 6.1e-5 and var.max() < 1e3, (scale, var.min(), var.max())
+        torch.testing.assert_close(half(x), ln(x), rtol=1e-9, atol=1e-9)
