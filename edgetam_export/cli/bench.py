@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..bench.device_android import DEFAULT_BINARY
 from .app import app
-from .options import OnnxFormat
+from .options import OnnxFormat, backend_label
 
 bench_app = typer.Typer(
     name="bench",
@@ -271,7 +271,7 @@ def split_cmd(
         if backend == "onnx":
             kwargs["model_format"] = onnx_format
         runtime = runtime_from_bundle(b, backend, precision, **kwargs)
-        label = f"{backend} (.{onnx_format})" if backend == "onnx" and onnx_format != "onnx" else backend
+        label = backend_label(backend, onnx_format)
         label += f" {precision}"
         err.print(f"tracking {frames} + {warmup} warm-up frames on {label} ...")
         result = measure_split(

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..fileio import write_json_atomic
 from .app import app
-from .options import Backend, ComputeUnits, OnnxFormat, Precision, consoles, user_errors
+from .options import Backend, ComputeUnits, OnnxFormat, Precision, backend_label, consoles, user_errors
 
 
 class Target(str, Enum):
@@ -319,7 +319,9 @@ def verify_cmd(
             precisions=[p.value for p in precision] if precision else None,
             checkpoint=checkpoint,
             runtime_kwargs={"num_threads": threads} if threads else None,
-            on_runtime=lambda b, p: consoles.err.print(f"running {_label(b, onnx_format.value)} {p} ..."),
+            on_runtime=lambda b, p: consoles.err.print(
+                f"running {backend_label(b, onnx_format.value)} {p} ..."
+            ),
             scenario_frames=frames,
             plot_dir=json_out.parent if json_out is not None else None,
             onnx_format=onnx_format.value,
@@ -333,7 +335,7 @@ def verify_cmd(
         groups.setdefault((r.backend, r.precision), []).append(r)
     for (b, p), rows in groups.items():
         t = Table(
-            title=f"{_label(b, report.onnx_format)} {p} vs PyTorch reference (rel = max-abs / max|ref|)"
+            title=f"{backend_label(b, report.onnx_format)} {p} vs PyTorch reference (rel = max-abs / max|ref|)"
         )
         for col in ("graph/case", "output", "max-abs", "mean-abs", "rel", "cosine", "PSNR", "ok"):
             t.add_column(col, justify="left" if col in ("graph/case", "output", "ok") else "right")
@@ -372,11 +374,6 @@ def verify_cmd(
             + ("" if report.rows else " (nothing was compared)")
         )
         raise typer.Exit(1)
-
-
-def _label(backend: str, onnx_format: str) -> str:
-    """``backend``, with the ONNX file format when it is not the plain ``.onnx``."""
-    return f"{backend} (.{onnx_format})" if backend == "onnx" and onnx_format != "onnx" else backend
 
 
 def _print_quant(key: str, q: dict) -> None:

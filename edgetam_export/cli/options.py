@@ -20,6 +20,11 @@ ComputeUnits = Enum("ComputeUnits", {u: u for u in COREML_COMPUTE_UNITS}, type=s
 OnnxFormat = Enum("OnnxFormat", {f: f for f in ONNX_MODEL_FORMATS}, type=str)
 
 
+def backend_label(backend: str, onnx_format: str) -> str:
+    """``backend``, with the ONNX file format when it is not the plain ``.onnx`` (e.g. ``onnx (.ort)``)."""
+    return f"{backend} (.{onnx_format})" if backend == "onnx" and onnx_format != "onnx" else backend
+
+
 def _width(stream) -> int | None:
     # Terminals report their width; logs and pipes get room for the tables (rich defaults to 80).
     isatty = getattr(stream, "isatty", None)
