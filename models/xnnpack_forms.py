@@ -85,29 +85,62 @@ def equal(a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
     return 1.0 - step(torch.abs(a - b))
 
 
-# Keys per partial product of an attention's probability-weighted sum in fp16 programs (see
-# :func:`weighted_sum`): measured on the decoder's token-to-image attention (4096 keys, head dim 16)
-# through ExecuTorch on an AVX512-FP16 CPU, rel. error 0.17 in one product, 1.8e-3 in blocks of 256.
+# Keys per partial product of an attention's value sum in fp16 programs (see
+# :func:`softmax_weighted_sum`): measured on the decoder's token-to-image attention (4096 keys, head
+# dim 16) through ExecuTorch on an AVX512-FP16 CPU, rel. error 0.17 in one product, 1.8e-3 in blocks of 256.
 HALF_AV_BLOCK = 256
+# Smallest normal float16 (2^-14). XNNPACK runs every operator with denormals disabled
+# (PTHREADPOOL_FLAG_DISABLE_DENORMALS: FPCR.FZ16 on ARM), so an fp16 value below it is flushed to 0.
+HALF_TINY = 2.0**-14
 
 
-def weighted_sum(p: torch.Tensor, v: torch.Tensor, block: int | None = None) -> torch.Tensor:
-    """``p @ v``: p (B, Nq, Nk) attention probabilities, v (B, Nk, D) -> (B, Nq, D).
+def row_max(x: torch.Tensor) -> torch.Tensor:
+    """``x.amax(-1, keepdim=True)``: x (..., N) -> (..., 1), as a tree of ``maximum`` over two
+    overlapping halves (XNNPACK lowers ``maximum`` and slices, not ``amax``; the overlap is
+    harmless because max is idempotent). Exact."""
+    while x.shape[-1] > 1:
+        n = x.shape[-1]
+        h = (n + 1) // 2
+        x = torch.maximum(x[..., :h], x[..., n - h :])
+    return x
 
-    With ``block``, the sum over keys is taken as partial products over ``block`` keys each, added
-    in turn (exact in real arithmetic). On CPUs with native fp16 arithmetic (x86 AVX512-FP16;
-    ARMv8.2 FP16, i.e. phones) XNNPACK accumulates an fp16 GEMM in fp16: over thousands of keys,
-    with near-uniform probabilities whose weighted values cancel, one long accumulation loses most
-    of a small result, while short ones do not.
+
+def softmax_weighted_sum(scores: torch.Tensor, v: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """``softmax(scores) @ v``: scores (B, Nq, Nk), v (B, Nk, D) -> (B, Nq, D).
+
+    Without ``block`` (fp32 programs): ``torch.softmax`` then ``bmm``. With ``block`` (fp16
+    programs), the probabilities are never normalized: ``u = exp(scores - rowmax)`` lies in
+    (0, 1] with 1 at the top key, and one blocked product ``u @ [v | 1]`` gives numerator and
+    denominator, divided at the end (exact in real arithmetic). The blocks: on CPUs with native
+    fp16 arithmetic (x86 AVX512-FP16; ARMv8.2 FP16, i.e. phones) XNNPACK accumulates an fp16 GEMM
+    in fp16, and one accumulation over thousands of keys whose weighted values cancel loses most
+    of a small result, while ``block``-key partials added in turn do not. A normalized fp16 softmax over
+    Nk keys has probabilities near 1/Nk; every one below :data:`HALF_TINY` is flushed to zero
+    under XNNPACK's disabled denormals, which on an emulated ARMv8.2 core (qemu cortex-a76) lost
+    enough of the memory attention's spread-out cross-attention to move its output by 3.7e-2 of
+    scale (1.7e-2 with that attention in fp32; 8e-3 in this form, in an emulation of the same
+    flush). Here only keys below ``rowmax − 9.7`` (where ``exp`` leaves the normal range, as in
+    XNNPACK's own softmax) are lost. The values are scaled by a power of two ``≤ 1/#blocks`` so
+    the running sums stay below ``block · max|v|`` (fp16 overflows at 65504); values under
+    ``HALF_TINY / scale`` (≤ 1e-3) flush to zero, an absolute error that small in the output.
     """
-    nk = p.shape[-1]
-    if block is None or nk <= block:
-        return torch.bmm(p, v)
-    out = None
-    for s in range(0, nk, block):
-        part = torch.bmm(p[:, :, s : s + block], v[:, s : s + block])
-        out = part if out is None else out + part
-    return out
+    if block is None:
+        return torch.bmm(torch.softmax(scores, dim=-1), v)
+    u = torch.exp(scores - row_max(scores))
+    nk = u.shape[-1]
+    blocks = -(-nk // block)
+    scale = 2.0 ** -math.ceil(math.log2(blocks)) if blocks > 1 else 1.0
+    # (B, Nk, D + 1): the values and a ones column (the sum of u), both times `scale`
+    v1 = torch.cat([v * scale, v[..., :1] * 0.0 + scale], dim=-1)
+    if blocks == 1:
+        out = torch.bmm(u, v1)
+    else:
+        out = None
+        for s in range(0, nk, block):
+            part = torch.bmm(u[:, :, s : s + block], v1[:, s : s + block])
+            out = part if out is None else out + part
+    d = v.shape[-1]
+    return out[..., :d] / out[..., d:]
 
 
 def bmm_attention(
@@ -121,12 +154,12 @@ def bmm_attention(
     """``softmax(q·kᵀ·scale + bias)·v`` with explicit ``bmm``: q (B, Nq, D), k/v (B, Nk, D), bias
     broadcastable to (B, Nq, Nk) or None -> (B, Nq, D). ``q @ kᵀ`` on 3-D tensors decomposes to
     a same-shape ``expand`` (not lowered) before its ``bmm``; the kernel is the same, so this is
-    bit-identical to the ``@`` form. ``block``: see :func:`weighted_sum` (fp16 programs).
+    bit-identical to the ``@`` form. ``block``: see :func:`softmax_weighted_sum` (fp16 programs).
     """
     scores = torch.bmm(q, k.transpose(1, 2)) * scale
     if bias is not None:
         scores = scores + bias
-    return weighted_sum(torch.softmax(scores, dim=-1), v, block)
+    return softmax_weighted_sum(scores, v, block)
 
 
 # ----------------------------------------------------------------------------- layer norms
@@ -383,7 +416,7 @@ class XnnMemoryAttentionLayer(MemoryAttentionLayer):
         )
         if key_bias is not None:
             scores = scores + key_bias
-        x = x + ca.out_proj(ca.v_proj(weighted_sum(torch.softmax(scores, dim=-1), v, self.av_block)))
+        x = x + ca.out_proj(ca.v_proj(softmax_weighted_sum(scores, v, self.av_block)))
         return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
@@ -664,7 +697,7 @@ class XnnAttention(Attention):
         logits = torch.bmm(qh, kh.transpose(1, 2)) * self.scale  # (B·h, Nq, Nk)
         if key_bias is not None:
             logits = (logits.reshape(b, h, nq, nk) + key_bias).reshape(b * h, nq, nk)
-        out = weighted_sum(torch.softmax(logits, dim=-1), vh, self.av_block)  # (B·h, Nq, d)
+        out = softmax_weighted_sum(logits, vh, self.av_block)  # (B·h, Nq, d)
         out = out.reshape(b, h, nq, d).transpose(1, 2).reshape(b, nq, h * d)
         return self.out_proj(out)
 
@@ -701,7 +734,8 @@ def xnnpack_forms(module: M, half: bool = False, keep: tuple[type, ...] = ()) ->
     ``half``: for an fp16 program (``fp16_compute`` of the result). LayerNorms become
     :class:`XnnHalfLayerNorm` (computed in fp16, no fp32 island and hence no casts), exact
     GELUs (including the ConvNeXt blocks', see :class:`XnnCXBlock`) become :class:`XnnHalfGELU`,
-    and attentions sum their values in blocks of :data:`HALF_AV_BLOCK` keys (:func:`weighted_sum`).
+    and attentions take unnormalized probabilities and sum their values in blocks of
+    :data:`HALF_AV_BLOCK` keys (:func:`softmax_weighted_sum`).
     """
     out = copy.deepcopy(module).eval()
     for m in list(out.modules()):

@@ -240,7 +240,7 @@ QUANT_TRACKER: dict[tuple[str, str], TrackerBound] = {
 # on), so logits move by up to ~2.5e-2 of scale (inside the fp16 tensor tolerance, cosine >=
 # 0.9994) and the synthetic weights' masks, with many logits near 0, lose pixels at the edge:
 # verify's 3-frame, 2-object clip measured a minimum IoU of 0.980 (0.986 / 0.988 / 0.980 per
-# frame; 0.83 before attention sums were blocked, see models/xnnpack_forms.weighted_sum).
+# frame; 0.83 before attention sums were blocked, see models/xnnpack_forms.softmax_weighted_sum).
 MASK_IOU: dict[tuple[str, str], float] = {
     ("official", "fp32"): 0.999,
     ("onnx", "fp32"): 0.999,

@@ -129,9 +129,8 @@ def bench_pack(exported_bundles, bench_capture, tmp_path_factory) -> Path:
 QEMU_GRAPHS = ("prompt_decoder", "memory_encoder")
 
 
-@pytest.fixture(scope="session")
-def tracked_frame_pack(exported_bundles, bench_capture, tmp_path_factory) -> Path:
-    """The same pack cut to the :data:`QEMU_GRAPHS` calls of one tracked frame (each once), for the emulator."""
+def _small_graphs_pack(exported_bundles, bench_capture, tmp_path_factory, precision: str) -> Path:
+    """The ``precision`` pack cut to the :data:`QEMU_GRAPHS` calls of one tracked frame (each once)."""
     import copy
 
     from edgetam_export.bench.pack import write_pack
@@ -145,17 +144,30 @@ def tracked_frame_pack(exported_bundles, bench_capture, tmp_path_factory) -> Pat
             "calls": [k for k in frame["calls"] if bench_capture.calls[k].graph in QEMU_GRAPHS],
         }
     ]
-    out = tmp_path_factory.mktemp("bench") / "tracked_1obj_small_graphs"
+    out = tmp_path_factory.mktemp("bench") / f"tracked_1obj_small_graphs_{precision}"
     return write_pack(
         exported_bundles["main"],
         "executorch",
-        "fp32",
+        precision,
         out,
         capture=small,
         warmup=0,
         iterations=1,
         frames=["tracked_1obj_small_graphs"],
     )
+
+
+@pytest.fixture(scope="session")
+def tracked_frame_pack(exported_bundles, bench_capture, tmp_path_factory) -> Path:
+    """The executorch fp32 pack cut to the :data:`QEMU_GRAPHS` calls of one tracked frame, for the emulator."""
+    return _small_graphs_pack(exported_bundles, bench_capture, tmp_path_factory, "fp32")
+
+
+@pytest.fixture(scope="session")
+def tracked_frame_pack_fp16(exported_bundles, bench_capture, tmp_path_factory) -> Path:
+    """The same cut of the executorch fp16 pack: ARMv8.2 fp16 arithmetic (XNNPACK accumulates fp16
+    GEMMs in fp16 there), which x86 hosts without AVX512-FP16 never execute."""
+    return _small_graphs_pack(exported_bundles, bench_capture, tmp_path_factory, "fp16")
 
 
 def run_bench(cmd, pack: Path, out: Path, *args: str) -> subprocess.CompletedProcess:

@@ -97,10 +97,13 @@ def test_host_runner_on_real_pack(bench_pack, host_bench, tmp_path):
     print(f"  tracked_1obj frame {result['frames']['tracked_1obj']['latency']['p50_ms']:.1f} ms (C++)")
 
 
-def test_arm64_runner_under_qemu(tracked_frame_pack, arm64_bench, tmp_path):
+@pytest.mark.parametrize("pack_fixture", ["tracked_frame_pack", "tracked_frame_pack_fp16"])
+def test_arm64_runner_under_qemu(pack_fixture, request, arm64_bench, tmp_path):
     """arm64 (the ARM XNNPACK kernels phones run) under qemu: the prompt decoder and memory encoder
-    calls of one tracked frame, each run once and compared within tolerance. Nothing is timed
-    (emulated timings mean nothing). The whole frame: see QEMU_GRAPHS in conftest.py."""
+    calls of one tracked frame, each run once and compared within tolerance, at fp32 and at fp16
+    (ARMv8.2 half-precision arithmetic). Nothing is timed (emulated timings mean nothing). The
+    whole frame: see QEMU_GRAPHS in conftest.py."""
+    tracked_frame_pack = request.getfixturevalue(pack_fixture)
     out = tmp_path / "result.json"
     t0 = time.perf_counter()
     p = run_bench(
